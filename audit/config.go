@@ -1,0 +1,146 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Defaults applied by [Config.SetDefaults] and, for zero numeric fields, by
+// [New].
+const (
+	DefaultMaxPatientsPerEvent = 1000
+	DefaultSegmentMaxBytes     = 256 << 20
+	DefaultQueueSize           = 10000
+)
+
+// Sink types and formats accepted in [SinkConfig].
+const (
+	SinkStdout = "stdout"
+	FormatJSON = "json"
+)
+
+// Config configures a [Log]. The yaml tags are the DESIGN.md "audit" keys.
+type Config struct {
+	// Dir holds the segment files. Required. Created with mode 0700; an
+	// existing directory with any group or other permission is refused.
+	Dir string `yaml:"dir"`
+	// Durable makes Commit return only after the batch holding the event
+	// is fsynced. Default true (see SetDefaults).
+	Durable bool `yaml:"durable"`
+	// FailClosed makes Commit return an error wrapping ErrUnavailable when
+	// the file log cannot be written. If false, Commit defers the event and
+	// returns nil. Default true (see SetDefaults).
+	FailClosed bool `yaml:"fail_closed"`
+	// MaxPatientsPerEvent caps Resource.Patients; longer lists are cut and
+	// PatientsTruncated is set. If zero, 1000.
+	MaxPatientsPerEvent int `yaml:"max_patients_per_event"`
+	// Sinks are extra destinations for every event. Only
+	// {type: stdout, format: json} exists yet.
+	Sinks []SinkConfig `yaml:"sinks"`
+	// Segment controls rotation.
+	Segment SegmentConfig `yaml:"segment"`
+
+	// Node is the node id written into every event.
+	Node string `yaml:"-"`
+	// Now is the clock for event timestamps. If nil, time.Now.
+	Now func() time.Time `yaml:"-"`
+	// Rand is the source of event ids. If nil, crypto/rand.Reader.
+	Rand io.Reader `yaml:"-"`
+	// Stdout receives the stdout sink. If nil, os.Stdout.
+	Stdout io.Writer `yaml:"-"`
+	// OpenSegment opens a segment file for appending. If nil, os.OpenFile
+	// with O_APPEND|O_CREATE|O_WRONLY and mode 0600. The log still reads,
+	// stats and truncates segments by path on the real file system; this
+	// seam exists so tests can inject write and fsync faults.
+	OpenSegment func(path string) (SegmentFile, error) `yaml:"-"`
+	// QueueSize bounds the in-memory recovery queue. If zero, 10000.
+	QueueSize int `yaml:"-"`
+}
+
+// SinkConfig is one extra sink.
+type SinkConfig struct {
+	Type   string `yaml:"type"`
+	Format string `yaml:"format"`
+}
+
+// SegmentConfig controls segment rotation.
+type SegmentConfig struct {
+	// MaxBytes is the size at which a new segment starts. A segment is only
+	// larger when a single record is. If zero, 256 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// SetDefaults fills in the defaults. Call it on a fresh Config BEFORE
+// decoding YAML into it: it sets Durable and FailClosed to true, which a
+// bool cannot tell apart from an explicit false afterwards, so an explicit
+// `durable: false` in the file then wins. Called after decoding it still
+// errs on the safe side (both true).
+func (c *Config) SetDefaults() {
+	c.Durable = true
+	c.FailClosed = true
+	c.setNumericDefaults()
+	for i := range c.Sinks {
+		if c.Sinks[i].Format == "" {
+			c.Sinks[i].Format = FormatJSON
+		}
+	}
+}
+
+// setNumericDefaults fills zero numeric fields; New applies it so a Config
+// built in Go without SetDefaults still works.
+func (c *Config) setNumericDefaults() {
+	if c.MaxPatientsPerEvent == 0 {
+		c.MaxPatientsPerEvent = DefaultMaxPatientsPerEvent
+	}
+	if c.Segment.MaxBytes == 0 {
+		c.Segment.MaxBytes = DefaultSegmentMaxBytes
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+}
+
+// Validate reports every problem at once, each naming its key path.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("audit.dir: required (e.g. /var/lib/chartguard/audit)"))
+	}
+	if c.MaxPatientsPerEvent < 0 {
+		errs = append(errs, fmt.Errorf("audit.max_patients_per_event: %d is negative; use a positive number or 0 for the default (%d)",
+			c.MaxPatientsPerEvent, DefaultMaxPatientsPerEvent))
+	}
+	if c.Segment.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("audit.segment.max_bytes: %d is negative; use a positive size or 0 for the default (256MiB)",
+			c.Segment.MaxBytes))
+	}
+	if c.QueueSize < 0 {
+		errs = append(errs, fmt.Errorf("audit: queue size %d is negative", c.QueueSize))
+	}
+	for i, s := range c.Sinks {
+		errs = append(errs, s.validate(fmt.Sprintf("audit.sinks[%d]", i)))
+	}
+	return errors.Join(errs...)
+}
+
+func (s SinkConfig) validate(path string) error {
+	switch s.Type {
+	case SinkStdout:
+	case "syslog":
+		return fmt.Errorf("%s.type: %q is not supported yet; remove it or use stdout", path, s.Type)
+	case "":
+		return fmt.Errorf("%s.type: required (stdout)", path)
+	default:
+		return fmt.Errorf("%s.type: unknown sink type %q; use stdout", path, s.Type)
+	}
+	switch s.Format {
+	case FormatJSON, "":
+		return nil
+	case "fhir":
+		return fmt.Errorf("%s.format: %q is not supported yet; use json", path, s.Format)
+	default:
+		return fmt.Errorf("%s.format: unknown format %q; use json", path, s.Format)
+	}
+}

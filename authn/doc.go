@@ -1,0 +1,49 @@
+// Package authn establishes who is calling ChartGuard and returns it as a
+// [chartguard.Principal].
+//
+// An [Authenticator] has one method. [Bearer] is the implementation for API
+// clients (SMART and backend apps): it verifies the JWT access token in
+// "Authorization: Bearer …" against the IdP's published keys. Browser SSO
+// with sessions and TOTP will be a second Authenticator behind the same
+// seam; [AuthenticatorFunc] adapts plain functions for tests.
+//
+// # Trust boundary
+//
+// Everything in the request is untrusted. Trusted are the configuration
+// ([Config], validated once) and the IdP's discovery document and JWKS,
+// fetched over https (http only on loopback) from the configured issuer or
+// jwks_url. A token is accepted only if all of these hold:
+//
+//   - exactly one Authorization header, scheme Bearer, at most
+//     [MaxTokenBytes];
+//   - a compact JWS signed with an algorithm from oidc.signing_algs (never
+//     from discovery; never HMAC or "none") by a public key in the JWKS
+//     (go-oidc's verifier with this package's key set);
+//   - iss equal to oidc.issuer and aud containing oidc.audience;
+//   - exp present and not past, nbf and iat (when present) not in the
+//     future, each with oidc.clock_skew;
+//   - an access token, not an ID token: no nonce or at_hash claim, and a
+//     JOSE typ, if any, of JWT, at+jwt or application/at+jwt;
+//   - a non-empty sub, and an email (display only) with at most one "@";
+//   - not refused by the [Config.Revoked] hook.
+//
+// A user is iss+sub. Roles come from oidc.roles_claim mapped exactly through
+// oidc.role_map; unmapped groups give no role.
+//
+// # Caches
+//
+// The IdP is discovered lazily and its keys cached: refreshed after 15
+// minutes, refetched early for an unknown key id, never more than once per
+// 5 seconds. Verified tokens are cached by SHA-256 (never the token
+// itself) for at most min(exp, 5 minutes); exp and the revocation hook are
+// checked again on every hit.
+//
+// # Out of scope
+//
+// Browser login, sessions, MFA, token introspection (RFC 7662), and SMART
+// scope enforcement (policy decides on [chartguard.Token.Scopes]). Errors
+// and logs never carry the token, the subject or the email.
+//
+// Specs: RFC 6750 (bearer usage, WWW-Authenticate), RFC 7519 (JWT),
+// RFC 9068 (JWT access tokens), OpenID Connect Discovery 1.0.
+package authn

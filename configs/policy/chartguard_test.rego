@@ -1,0 +1,195 @@
+# Tests of the decision document, capabilities, unknown-patient searches,
+# operations, routes, static content and multiple roles.
+package chartguard_test
+
+import data.chartguard
+
+test_decision_has_every_contract_key if {
+	d := decide(base)
+	object.keys(d) == {"allow", "reasons", "break_glass", "require_mfa_within_s", "obligations"}
+	d.break_glass == {"allowed": false, "reasons": []}
+	d.require_mfa_within_s == 0
+	d.obligations == {"redact": [], "block_export": false, "max_count": 0, "tags": []}
+}
+
+test_allow_reasons_name_the_grant if {
+	d := decide(mk(["physician"], read("Observation")))
+	d.allow == true
+	d.reasons == ["role physician may read Observation"]
+}
+
+test_deny_reasons_are_sorted_and_never_empty if {
+	d := decide({})
+	d.allow == false
+	count(d.reasons) > 0
+	d.reasons == sort(d.reasons)
+}
+
+# ------------------------------------------------------------ capabilities
+
+test_capabilities_allowed_to_any_authenticated_caller if {
+	cap := {"type": "", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
+	allowed([], cap)
+	allowed(["it-admin"], cap)
+	allowed(["patient"], cap)
+}
+
+test_capabilities_denied_without_subject if {
+	cap := {"type": "", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
+	d := decide(object.union(mk([], cap), {"user": {"sub": ""}}))
+	d.allow == false
+	"not authenticated" in d.reasons
+}
+
+test_missing_subject_denies_everything if {
+	x := json.remove(mk(["physician"], read("Observation")), ["user/sub"])
+	d := decide(x)
+	d.allow == false
+	"not authenticated" in d.reasons
+}
+
+# ------------------------------------------------------ unknown patients
+
+test_unknown_patient_search_denied_for_every_role if {
+	every role in object.keys(data.chartguard_data.roles) {
+		denied_because([role], unknown_search("Observation"), "search must name a patient")
+	}
+}
+
+test_unknown_patient_search_denied_for_all_roles_together if {
+	denied_because(["physician", "nurse", "lab"], unknown_search("Observation"), "search must name a patient")
+}
+
+test_unknown_patient_history_denied if {
+	res := {"type": "Observation", "action": "history", "interaction": "history-type", "patient_status": "unknown", "patients": []}
+	denied_because(["physician"], res, "search must name a patient")
+}
+
+test_system_search_denied if {
+	res := {"type": "", "action": "search", "interaction": "search-system", "patient_status": "unknown", "patients": []}
+	denied_because(["physician"], res, "search must name a patient")
+	denied_because(["physician"], res, "role physician may not search all resource types")
+}
+
+test_known_status_without_patients_counts_as_unknown if {
+	res := {"type": "Observation", "action": "search", "interaction": "search-type", "patient_status": "known", "patients": []}
+	denied_because(["physician"], res, "search must name a patient")
+}
+
+test_missing_patient_status_counts_as_unknown if {
+	x := json.remove(mk(["physician"], search("Observation")), ["resource/patient_status"])
+	d := decide(x)
+	d.allow == false
+	"search must name a patient" in d.reasons
+}
+
+test_known_patient_search_allowed if {
+	allowed(["physician"], search("Observation"))
+	allowed(["nurse"], search("Condition"))
+}
+
+test_search_of_non_patient_type_allowed if {
+	res := {"type": "Practitioner", "action": "search", "interaction": "search-type", "patient_status": "none", "patients": []}
+	allowed(["physician"], res)
+	allowed(["nurse"], res)
+	denied_because(["billing"], res, "role billing may not search Practitioner")
+}
+
+test_search_of_non_clinical_type_without_patient_allowed if {
+	allowed(["billing"], unknown_search("Claim"))
+	allowed(["privacy-officer"], unknown_search("AuditEvent"))
+}
+
+test_unknown_patient_rule_switched_off_by_data if {
+	d := decide(mk(["physician"], unknown_search("Observation"))) with data.chartguard_data.search_requires_patient as false
+	d.allow == true
+}
+
+test_unknown_patient_rule_kept_when_flag_missing if {
+	d := decide(mk(["physician"], unknown_search("Observation"))) with data.chartguard_data as json.remove(data.chartguard_data, ["search_requires_patient"])
+	d.allow == false
+	"search must name a patient" in d.reasons
+}
+
+# ------------------------------------------------------------- operations
+
+everything(status, patients) := {"type": "Patient", "id": "p1", "action": "operation", "interaction": "operation", "operation": "everything", "patient_status": status, "patients": patients}
+
+test_physician_may_run_everything if {
+	allowed(["physician"], everything("known", ["p1"]))
+}
+
+test_operation_denied_to_roles_not_listing_it if {
+	denied_because(["nurse"], everything("known", ["p1"]), "role nurse may not run operation $everything on Patient")
+	denied_because(["patient"], everything("known", ["p1"]), "role patient may not run operation $everything on Patient")
+}
+
+test_operation_without_patient_denied if {
+	denied_because(["physician"], everything("unknown", []), "operation must name a patient")
+}
+
+test_export_denied_by_default if {
+	res := {"type": "", "action": "operation", "interaction": "operation", "operation": "export", "patient_status": "unknown", "patients": []}
+	every role in object.keys(data.chartguard_data.roles) {
+		denied_because([role], res, sprintf("role %s may not run operation $export on all resource types", [role]))
+	}
+}
+
+test_operation_without_name_denied if {
+	res := json.remove(everything("known", ["p1"]), ["operation"])
+	denied_because(["physician"], res, "role physician may not run an unnamed operation on Patient")
+}
+
+# ----------------------------------------------------------------- routes
+
+test_route_uses_role_table if {
+	res := {"kind": "route", "type": "DocumentReference", "action": "read", "interaction": "read", "patient_status": "known", "patients": ["p1"]}
+	allowed(["physician"], res)
+	denied_because(["registration"], res, "role registration may not read DocumentReference")
+}
+
+test_route_search_without_patient_denied if {
+	res := {"kind": "route", "type": "Observation", "action": "search", "interaction": "search", "patient_status": "unknown", "patients": []}
+	denied_because(["physician"], res, "search must name a patient")
+}
+
+# ------------------------------------------------------ kinds and actions
+
+test_static_allowed_to_authenticated_callers if {
+	allowed([], {"kind": "static", "type": "", "action": "read", "patient_status": "none", "patients": []})
+}
+
+test_unknown_kind_denied if {
+	denied_because(["physician"], {"kind": "proxy"}, "unsupported resource kind \"proxy\"")
+}
+
+test_unknown_action_denied if {
+	denied_because(["physician"], {"action": "purge", "interaction": "delete"}, "unsupported action \"purge\"")
+}
+
+# ------------------------------------------------------------ multi-role
+
+test_multiple_roles_get_the_union if {
+	roles := ["nurse", "registration"]
+	allowed(roles, write("create", "Patient"))
+	allowed(roles, write("create", "Observation"))
+	allowed(roles, read("Coverage"))
+	denied_because(roles, write("create", "Condition"), "role nurse may not create Condition")
+	denied_because(roles, write("create", "Condition"), "role registration may not create Condition")
+}
+
+test_multi_role_allow_reasons_list_every_grant if {
+	d := decide(mk(["nurse", "physician"], read("Observation")))
+	d.allow == true
+	d.reasons == ["role nurse may read Observation", "role physician may read Observation"]
+}
+
+test_multi_role_deny_gives_a_reason_per_role if {
+	d := decide(mk(["billing", "lab"], write("delete", "Observation")))
+	d.allow == false
+	d.reasons == ["role billing may not delete Observation", "role lab may not delete Observation"]
+}
+
+test_hard_denial_overrides_every_role if {
+	denied_because(["physician", "nurse"], unknown_search("Condition"), "search must name a patient")
+}

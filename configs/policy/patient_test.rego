@@ -1,0 +1,72 @@
+# The patient role: self only.
+package chartguard_test
+
+patient_user := {"roles": ["patient"], "fhir_user": "Patient/p9", "patient_links": ["Patient/p9", "Patient/p10"]}
+
+as_patient(resource) := object.union(base, {"user": patient_user, "resource": resource})
+
+own(r) := object.union(r, {"patients": ["p9"]})
+
+test_patient_reads_own_records if {
+	decide(as_patient(own(read("Patient")))).allow
+	decide(as_patient(own(read("Observation")))).allow
+	decide(as_patient(own(search("Observation")))).allow
+	decide(as_patient(object.union(own(read("Observation")), {"action": "vread", "interaction": "vread"}))).allow
+	decide(as_patient(object.union(own(read("Observation")), {"action": "history", "interaction": "history-instance"}))).allow
+}
+
+test_patient_reads_every_linked_patient if {
+	decide(as_patient(object.union(search("Observation"), {"patients": ["p9", "p10"]}))).allow
+}
+
+test_patient_denied_other_patients if {
+	d := decide(as_patient(read("Observation"))) # patients ["p1"]
+	d.allow == false
+	d.reasons == ["role patient may only access the caller's own records"]
+}
+
+test_patient_denied_when_any_patient_is_not_linked if {
+	d := decide(as_patient(object.union(search("Observation"), {"patients": ["p9", "p1"]})))
+	d.allow == false
+}
+
+test_patient_denied_writes if {
+	d := decide(as_patient(own(write("create", "Observation"))))
+	d.allow == false
+	d.reasons == ["role patient may not create Observation"]
+	not decide(as_patient(own(write("update", "Patient")))).allow
+	not decide(as_patient(own(write("delete", "Observation")))).allow
+}
+
+test_patient_denied_non_clinical_and_non_patient_types if {
+	not decide(as_patient(own(read("AuditEvent")))).allow
+	not decide(as_patient(object.union(read("Practitioner"), {"patient_status": "none", "patients": []}))).allow
+}
+
+test_patient_read_by_id_deferred_to_response_phase if {
+	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	decide(as_patient(by_id)).allow
+	not decide(as_patient(object.union(by_id, {"phase": "response"}))).allow
+	not decide(json.remove(as_patient(by_id), ["resource/phase"])).allow
+}
+
+test_patient_search_by_id_not_deferred if {
+	res := object.union(unknown_search("Observation"), {"interaction": "search-type"})
+	not decide(as_patient(res)).allow
+}
+
+test_patient_links_must_be_patient_references if {
+	odd := {"roles": ["patient"], "patient_links": ["Practitioner/p9", "p9", "Patient/", "Patient/p9/_history/1", 9, null]}
+	x := object.union(base, {"user": odd, "resource": own(read("Observation"))})
+	not decide(x).allow
+}
+
+test_patient_without_links_denied if {
+	x := object.union(base, {"user": {"roles": ["patient"]}, "resource": own(read("Observation"))})
+	not decide(x).allow
+}
+
+test_patient_role_is_self_only_even_if_data_forgets if {
+	d := decide(as_patient(read("Observation"))) with data.chartguard_data.self_only_roles as []
+	d.allow == false
+}

@@ -1,0 +1,98 @@
+# One allow and one deny (at least) per role, on the default data.
+package chartguard_test
+
+test_physician if {
+	allowed(["physician"], read("Observation"))
+	allowed(["physician"], read("Practitioner"))
+	allowed(["physician"], write("create", "Condition"))
+	allowed(["physician"], write("patch", "MedicationRequest"))
+	allowed(["physician"], {"type": "Observation", "id": "o1", "action": "history", "interaction": "history-instance", "patient_status": "known", "patients": ["p1"]})
+	denied_because(["physician"], write("delete", "Observation"), "role physician may not delete Observation")
+	denied_because(["physician"], read("AuditEvent"), "role physician may not read AuditEvent")
+	denied_because(["physician"], read("Claim"), "role physician may not read Claim")
+}
+
+test_nurse if {
+	allowed(["nurse"], read("Observation"))
+	allowed(["nurse"], search("MedicationRequest"))
+	allowed(["nurse"], write("create", "Observation"))
+	allowed(["nurse"], write("update", "Observation"))
+	denied_because(["nurse"], write("delete", "Observation"), "role nurse may not delete Observation")
+	denied_because(["nurse"], write("create", "MedicationRequest"), "role nurse may not create MedicationRequest")
+	denied_because(["nurse"], write("patch", "Observation"), "role nurse may not patch Observation")
+}
+
+test_registration if {
+	allowed(["registration"], write("create", "Patient"))
+	allowed(["registration"], write("update", "Coverage"))
+	allowed(["registration"], search("Appointment"))
+	allowed(["registration"], read("RelatedPerson"))
+	denied_because(["registration"], read("Observation"), "role registration may not read Observation")
+	denied_because(["registration"], search("Condition"), "role registration may not search Condition")
+	denied_because(["registration"], write("delete", "Patient"), "role registration may not delete Patient")
+}
+
+test_billing if {
+	allowed(["billing"], read("Claim"))
+	allowed(["billing"], search("ExplanationOfBenefit"))
+	allowed(["billing"], read("Encounter"))
+	allowed(["billing"], read("Account"))
+	denied_because(["billing"], write("update", "Claim"), "role billing may not update Claim")
+	denied_because(["billing"], read("Observation"), "role billing may not read Observation")
+}
+
+test_lab if {
+	allowed(["lab"], write("create", "DiagnosticReport"))
+	allowed(["lab"], write("update", "Specimen"))
+	allowed(["lab"], read("Patient"))
+	allowed(["lab"], search("ServiceRequest"))
+	denied_because(["lab"], write("create", "Patient"), "role lab may not create Patient")
+	denied_because(["lab"], read("Condition"), "role lab may not read Condition")
+}
+
+test_pharmacist if {
+	allowed(["pharmacist"], read("AllergyIntolerance"))
+	allowed(["pharmacist"], search("MedicationRequest"))
+	allowed(["pharmacist"], read("Medication"))
+	allowed(["pharmacist"], write("create", "MedicationDispense"))
+	allowed(["pharmacist"], write("update", "MedicationDispense"))
+	denied_because(["pharmacist"], write("create", "MedicationRequest"), "role pharmacist may not create MedicationRequest")
+	denied_because(["pharmacist"], read("DocumentReference"), "role pharmacist may not read DocumentReference")
+}
+
+test_privacy_officer if {
+	allowed(["privacy-officer"], read("Patient"))
+	allowed(["privacy-officer"], read("AuditEvent"))
+	allowed(["privacy-officer"], search("Consent"))
+	denied_because(["privacy-officer"], read("Observation"), "role privacy-officer may not read Observation")
+	denied_because(["privacy-officer"], write("update", "Consent"), "role privacy-officer may not update Consent")
+}
+
+test_it_admin if {
+	allowed(["it-admin"], {"type": "", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []})
+	denied_because(["it-admin"], read("Patient"), "role it-admin may not read Patient")
+	denied_because(["it-admin"], read("Practitioner"), "role it-admin may not read Practitioner")
+}
+
+test_unknown_role_grants_nothing if {
+	denied_because(["janitor"], read("Observation"), "role janitor may not read Observation")
+}
+
+test_no_role if {
+	denied_because([], read("Observation"), "no role")
+	denied_because(["", 7, null], read("Observation"), "no role")
+	d := decide(json.remove(base, ["user/roles"]))
+	d.allow == false
+	"no role" in d.reasons
+	d2 := decide(object.union(base, {"user": {"roles": null}}))
+	d2.allow == false
+	"no role" in d2.reasons
+}
+
+test_wildcard_covers_clinical_types_only if {
+	every t in data.chartguard_data.clinical_types {
+		allowed(["physician"], read(t))
+	}
+	denied_because(["physician"], read("Claim"), "role physician may not read Claim")
+	denied_because(["nurse"], read("*"), "role nurse may not read *")
+}

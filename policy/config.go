@@ -1,0 +1,37 @@
+package policy
+
+import "time"
+
+// Defaults applied by [Config.SetDefaults].
+const (
+	DefaultDir         = "configs/policy"
+	DefaultQuery       = "data.chartguard.decision"
+	DefaultEvalTimeout = 50 * time.Millisecond
+)
+
+// Config is the "policy" section of the ChartGuard configuration.
+type Config struct {
+	// Dir is the policy directory. If empty, "configs/policy".
+	Dir string `yaml:"dir"`
+	// Query is the Rego reference that yields the decision. If empty,
+	// "data.chartguard.decision".
+	Query string `yaml:"query"`
+	// EvalTimeout bounds one evaluation. If zero, 50ms.
+	//
+	// Security: a slow policy would otherwise hold every request; an
+	// evaluation that runs out of time denies (fail closed).
+	EvalTimeout time.Duration `yaml:"eval_timeout"`
+}
+
+// SetDefaults fills zero fields with their defaults.
+func (c *Config) SetDefaults() {
+	if c.Dir == "" {
+		c.Dir = DefaultDir
+	}
+	if c.Query == "" {
+		c.Query = DefaultQuery
+	}
+	if c.EvalTimeout == 0 {
+		c.EvalTimeout = DefaultEvalTimeout
+	}
+}

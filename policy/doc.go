@@ -1,0 +1,38 @@
+// Package policy decides requests with an embedded Open Policy Agent
+// (Rego v1, [github.com/open-policy-agent/opa/v1/rego]).
+//
+// [New] loads the policy directory once: every *.rego file except
+// *_test.rego, and every *.json, *.yaml and *.yml file as data (placed under
+// data by its directory, as `opa eval -d DIR` and `opa test DIR` do). It
+// parses the modules as Rego v1, compiles them, checks that the configured
+// query names a rule and prepares the query. Any problem fails [New] with
+// an error that names the file and line. The resulting [Engine] is
+// immutable and safe for concurrent use; a reload builds a new Engine and
+// the caller swaps it in.
+//
+// [Engine.Decide] evaluates the prepared query against one
+// [chartguard.Input] and returns a [chartguard.Decision] carrying a fresh
+// decision ID and the policy [Engine.Revision]. It fails closed: an
+// undefined, wrong-shaped, erroring, cancelled or timed-out evaluation
+// denies with a fixed reason and an error wrapping [ErrUndefined],
+// [ErrShape], [ErrEval] or [ErrTimeout]. The policy sees exactly the JSON
+// encoding of the Input (nil slices are null, omitempty fields are absent).
+//
+// [RunTests] runs the Rego unit tests (test_* rules) of a policy directory,
+// for `chartguard policy test`.
+//
+// # Trust boundary
+//
+// The Input is built by the proxy from verified identity and a normalised
+// request; this package does not re-check it. The policy directory is
+// trusted operator configuration, but is still size-limited, confined to
+// its directory (symlinks may not escape it) and compiled without built-ins
+// that reach the network (http.send, net.lookup_ip_addr), so a decision
+// does no I/O.
+//
+// # Out of scope
+//
+// Serving HTTP (this package never imports net/http), bundle download,
+// relationship lookups (they reach the policy through Input.Relationship),
+// decision caching, and turning reasons into user-facing text (proxy does).
+package policy

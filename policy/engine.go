@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/chartguard/chartguard/chartguard"
+)
+
+// Errors wrapped by [Engine.Decide]. Each comes with a denying Decision.
+var (
+	// ErrUndefined: the query had no value for this input.
+	ErrUndefined = errors.New("policy decision undefined")
+	// ErrShape: the value does not match the decision contract.
+	ErrShape = errors.New("policy decision malformed")
+	// ErrEval: evaluation failed (conflicting rule outputs, a built-in
+	// error, a type error, ...).
+	ErrEval = errors.New("policy evaluation failed")
+	// ErrTimeout: evaluation ran past Config.EvalTimeout or the caller's
+	// deadline.
+	ErrTimeout = errors.New("policy evaluation timed out")
+	// ErrInput: the input cannot be given to the policy.
+	ErrInput = errors.New("policy input invalid")
+)
+
+// Errors returned by [New].
+var (
+	// ErrNoModules: the policy directory holds no Rego module.
+	ErrNoModules = errors.New("no policy modules")
+	// ErrNoRule: the query is not a data reference or names no rule.
+	ErrNoRule = errors.New("query names no rule")
+)
+
+// Reasons [Engine.Decide] gives when the policy itself gave no decision.
+// They go to the audit log word for word.
+const (
+	ReasonError     = "policy error"
+	ReasonUndefined = "policy decision undefined"
+	ReasonMalformed = "policy decision malformed"
+	ReasonTimeout   = "policy evaluation timed out"
+	ReasonCanceled  = "policy evaluation canceled"
+	ReasonInput     = "policy input invalid"
+)
+
+// Engine evaluates one loaded, compiled and prepared policy. It is
+// immutable after [New] and safe for concurrent use.
+type Engine struct {
+	query    rego.PreparedEvalQuery
+	revision string
+	timeout  time.Duration
+}
+
+// New loads the policy in cfg.Dir, compiles it as Rego v1 and prepares
+// cfg.Query once. Errors name the file and line at fault. A nil logger
+// discards logs.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.SetDefaults()
+	if cfg.EvalTimeout < 0 {
+		return nil, fmt.Errorf("policy: eval_timeout %s is negative", cfg.EvalTimeout)
+	}
+	ref, err := ast.ParseRef(cfg.Query)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+		return nil, fmt.Errorf("policy: query %q: %w: want a data reference such as %s", cfg.Query, ErrNoRule, DefaultQuery)
+	}
+
+	b, err := loadDir(cfg.Dir, false)
+	if err != nil {
+		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, err)
+	}
+	if len(b.modules) == 0 {
+		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, ErrNoModules)
+	}
+	compiler, err := b.compiler()
+	if err != nil {
+		return nil, fmt.Errorf("policy: compile %s: %w", cfg.Dir, err)
+	}
+	if len(compiler.GetRules(ref)) == 0 {
+		return nil, fmt.Errorf("policy: %s: query %s: %w", cfg.Dir, cfg.Query, ErrNoRule)
+	}
+	revision, err := b.revision()
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", cfg.Dir, err)
+	}
+
+	query, err := rego.New(
+		rego.Query(cfg.Query),
+		rego.Compiler(compiler),
+		rego.Store(b.store()),
+		rego.SetRegoVersion(ast.RegoV1),
+		// Security: a built-in error (e.g. to_number("x")) would otherwise
+		// make its expression undefined, which silently switches off a
+		// deny rule that uses it. Raising it denies the request instead.
+		rego.StrictBuiltinErrors(true),
+		// Keep results as AST terms; decisionFromResult reads them directly.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy: prepare %s: %w", cfg.Query, err)
+	}
+
+	logger.Info("policy loaded", "revision", revision, "modules", len(b.modules))
+	return &Engine{query: query, revision: revision, timeout: cfg.EvalTimeout}, nil
+}
+
+// Revision identifies the loaded policy: the first 16 hex digits of a
+// SHA-256 over the module names and sources and the data. It is the same on
+// every replica that loaded the same files.
+func (e *Engine) Revision() string { return e.revision }
+
+// Decide evaluates the policy for in. The Decision always carries a fresh
+// random ID and the policy Revision. If the policy gives no usable decision
+// (undefined, malformed, evaluation error, timeout, cancellation) Decide
+// denies with one fixed reason (Reason* constants) and returns an error
+// wrapping ErrUndefined, ErrShape, ErrEval, ErrTimeout, ErrInput or the
+// context's error.
+//
+// The policy's clock (time.now_ns) is in.Request.Time when set, so the
+// request and response phases of one request see the same time.
+func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.Decision, error) {
+	id := newID()
+	if in == nil {
+		return e.deny(id, ReasonInput, fmt.Errorf("policy: %w: nil input", ErrInput))
+	}
+	input, err := inputValue(in)
+	if err != nil {
+		return e.deny(id, ReasonInput, fmt.Errorf("policy: %w: %w", ErrInput, err))
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	opts := make([]rego.EvalOption, 1, 2)
+	opts[0] = rego.EvalParsedInput(input)
+	if !in.Request.Time.IsZero() {
+		opts = append(opts, rego.EvalTime(in.Request.Time))
+	}
+	rs, err := e.query.Eval(ctx, opts...)
+	if err != nil {
+		return e.evalFailed(ctx, id, err)
+	}
+
+	d, err := decisionFromResult(rs)
+	switch {
+	case errors.Is(err, ErrUndefined):
+		return e.deny(id, ReasonUndefined, fmt.Errorf("policy: %w", err))
+	case err != nil:
+		return e.deny(id, ReasonMalformed, fmt.Errorf("policy: %w", err))
+	}
+	d.ID, d.Revision = id, e.revision
+	return d, nil
+}
+
+// evalFailed classifies an evaluation error.
+//
+// Security: error messages of built-ins can quote their operands, which
+// come from the input (patient ids, paths). The returned error keeps only
+// the OPA error code and the policy location for those, since callers log
+// it.
+func (e *Engine) evalFailed(ctx context.Context, id string, err error) (chartguard.Decision, error) {
+	switch ctxErr := ctx.Err(); {
+	case errors.Is(ctxErr, context.DeadlineExceeded):
+		return e.deny(id, ReasonTimeout, fmt.Errorf("policy: %w after %s", ErrTimeout, e.timeout))
+	case ctxErr != nil:
+		return e.deny(id, ReasonCanceled, fmt.Errorf("policy: evaluation: %w", ctxErr))
+	}
+	var te *topdown.Error
+	if !errors.As(err, &te) {
+		return e.deny(id, ReasonError, fmt.Errorf("policy: %w: %w", ErrEval, err))
+	}
+	where := ""
+	if te.Location != nil {
+		where = " at " + te.Location.String()
+	}
+	if te.Code == topdown.BuiltinErr {
+		return e.deny(id, ReasonError, fmt.Errorf("policy: %w: %s%s", ErrEval, te.Code, where))
+	}
+	return e.deny(id, ReasonError, fmt.Errorf("policy: %w: %s%s: %s", ErrEval, te.Code, where, te.Message))
+}
+
+// deny is the fail-closed decision.
+func (e *Engine) deny(id, reason string, err error) (chartguard.Decision, error) {
+	return chartguard.Decision{Reasons: []string{reason}, ID: id, Revision: e.revision}, err
+}
+
+// newID returns 128 random bits in hex.
+func newID() string {
+	var b [16]byte
+	// crypto/rand.Read never returns an error (Go 1.24+); it aborts the
+	// program if the system's randomness fails.
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

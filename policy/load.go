@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// Limits on a policy directory. Policies are operator files, but a stray
+// data dump in the directory must fail loading, not exhaust memory.
+const (
+	maxFileBytes  = 16 << 20
+	maxTotalBytes = 64 << 20
+)
+
+// errTooLarge reports a policy file or directory over the size limits.
+var errTooLarge = errors.New("too large")
+
+// bundle is what a policy directory holds once loaded and parsed.
+type bundle struct {
+	modules map[string]*ast.Module // by file name relative to the directory
+	raw     map[string][]byte      // module sources, for the revision
+	data    map[string]any         // merged data documents
+}
+
+// loadDir reads the policy directory dir. Rego files are parsed as Rego v1;
+// *_test.rego files are included only if withTests. Hidden files and
+// directories and files of other types are ignored. Names in errors and in
+// the result are relative to dir.
+//
+// Security: dir is opened with [os.OpenRoot], so a symlink cannot pull in
+// files from outside the policy directory.
+func loadDir(dir string, withTests bool) (*bundle, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+
+	var sizeErrs []error
+	var total int64
+	filter := func(name string, info fs.FileInfo, depth int) bool {
+		if depth > 0 && strings.HasPrefix(info.Name(), ".") {
+			return true
+		}
+		if info.IsDir() {
+			return false
+		}
+		if !isPolicyFile(info.Name(), withTests) {
+			return true
+		}
+		total += info.Size()
+		switch {
+		case info.Size() > maxFileBytes:
+			sizeErrs = append(sizeErrs, fmt.Errorf("%s: %w: %d bytes, limit %d", name, errTooLarge, info.Size(), maxFileBytes))
+			return true
+		case total > maxTotalBytes:
+			sizeErrs = append(sizeErrs, fmt.Errorf("%s: %w: directory exceeds %d bytes", name, errTooLarge, maxTotalBytes))
+			return true
+		}
+		return false
+	}
+
+	res, err := loader.NewFileLoader().
+		WithFS(root.FS()).
+		WithRegoVersion(ast.RegoV1).
+		WithProcessAnnotation(true).
+		Filtered([]string{"."}, filter)
+	if err != nil {
+		return nil, err
+	}
+	if len(sizeErrs) > 0 {
+		return nil, errors.Join(sizeErrs...)
+	}
+
+	b := &bundle{
+		modules: make(map[string]*ast.Module, len(res.Modules)),
+		raw:     make(map[string][]byte, len(res.Modules)),
+		data:    res.Documents,
+	}
+	for _, m := range res.Modules {
+		b.modules[m.Name] = m.Parsed
+		b.raw[m.Name] = m.Raw
+	}
+	return b, nil
+}
+
+// isPolicyFile reports whether a file named name belongs in a load.
+func isPolicyFile(name string, withTests bool) bool {
+	switch path.Ext(name) {
+	case ".rego":
+		return withTests || !strings.HasSuffix(name, "_test.rego")
+	case ".json", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+// revision is a stable hash of the loaded policy: the sorted module names
+// and sources, then the merged data in canonical JSON (sorted keys), so the
+// same policy gives the same revision on every replica.
+func (b *bundle) revision() (string, error) {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(b.raw)) {
+		fmt.Fprintf(h, "module %d:%s\n%d:", len(name), name, len(b.raw[name]))
+		h.Write(b.raw[name])
+		h.Write([]byte{'\n'})
+	}
+	data, err := json.Marshal(b.data)
+	if err != nil {
+		return "", fmt.Errorf("hash data: %w", err)
+	}
+	fmt.Fprintf(h, "data %d:", len(data))
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// store returns an in-memory store holding the bundle's data. Values are
+// kept as AST so evaluation reads them without conversion.
+func (b *bundle) store() storage.Store {
+	return inmem.NewFromObjectWithOpts(b.data, inmem.OptReturnASTValuesOnRead(true))
+}
+
+// compiler compiles the bundle's modules as Rego v1 with the built-ins that
+// do I/O removed.
+func (b *bundle) compiler() (*ast.Compiler, error) {
+	c := ast.NewCompiler().
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithUnsafeBuiltins(unsafeBuiltins())
+	c.Compile(b.modules)
+	if c.Failed() {
+		return nil, c.Errors
+	}
+	return c, nil
+}
+
+// unsafeBuiltins lists the built-ins a policy may not call.
+//
+// Security: a decision must not do network I/O: it would make the hot path
+// depend on remote services and let a policy leak input. Relationship data
+// reaches the policy through the input instead.
+func unsafeBuiltins() map[string]struct{} {
+	return map[string]struct{}{
+		ast.HTTPSend.Name:        {},
+		ast.NetLookupIPAddr.Name: {},
+	}
+}

@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves the admin listener: /healthz and /readyz without
+// credentials, everything else (including /metrics unless
+// admin.metrics_auth is none) behind the admin bearer token.
+func (p *Proxy) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", p.readyz)
+	metrics := promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{})
+	if p.cfg.Admin.MetricsAuth == "none" {
+		mux.Handle("GET /metrics", metrics)
+	} else {
+		mux.Handle("GET /metrics", p.adminAuth(metrics))
+	}
+	mux.Handle("/", p.adminAuth(http.NotFoundHandler()))
+	return mux
+}
+
+// readyz fails while the replica must not take traffic: policy not
+// compiled, or the audit log not writable. A load balancer drains it.
+func (p *Proxy) readyz(w http.ResponseWriter, _ *http.Request) {
+	var failed []string
+	if p.policy == nil || p.policy.Revision() == "" {
+		failed = append(failed, "policy")
+	}
+	if err := p.audit.Ready(); err != nil {
+		failed = append(failed, "audit")
+	}
+	if len(failed) > 0 {
+		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("not ready: %s\n", strings.Join(failed, ", ")))
+		return
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+// adminAuth requires "Authorization: Bearer <admin token>".
+//
+// Security: both sides are hashed before the constant-time compare so that
+// neither the content nor the length of the token leaks through timing.
+func (p *Proxy) adminAuth(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(p.cfg.adminToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(tok))
+		if p.cfg.adminToken == "" || !strings.EqualFold(scheme, "Bearer") ||
+			subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="chartguard-admin"`)
+			writeText(w, http.StatusUnauthorized, "unauthorized\n")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeText(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}

@@ -1,0 +1,21 @@
+// Package proxy owns the ChartGuard request pipeline: it turns an HTTP
+// request into one canonical target, classifies it (FHIR interaction, type,
+// id, patients; route rules for UI paths), authenticates the caller, asks the
+// policy, forwards the request with [net/http/httputil.ReverseProxy] (Rewrite
+// only) and commits exactly one audit event per request before the first body
+// byte leaves.
+//
+// It also owns configuration: [LoadConfig] reads the one YAML file into a
+// [Config] made of each package's own Config, and [New] builds a [Proxy] from
+// it — the one way to start ChartGuard (cmd/chartguard, the demo and the
+// benchmarks all use it).
+//
+// Trust boundary: everything from the client is untrusted — path, query,
+// headers, cookies, X-Forwarded-For (unless the peer is a trusted proxy) and
+// bodies. The upstream is trusted to answer about the request it was sent,
+// not to set ChartGuard's cookies or CORS headers. Policy reasons are shown to
+// clients; internal error text never is.
+//
+// Out of scope here: token verification (package authn), policy evaluation
+// (package policy) and the audit log's storage (package audit).
+package proxy

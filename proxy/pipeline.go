@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/chartguard/chartguard/chartguard"
+)
+
+// ServeHTTP is the pipeline. It reads top to bottom: normalise, classify,
+// authenticate, authorise, forward. Every return path ends in exactly one
+// audit event: responses go through [Proxy.respond] or the forwarder's
+// ModifyResponse/ErrorHandler, which commit the event first; the deferred
+// [Proxy.finish] commits whatever a panic left uncommitted.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := p.begin(r)
+	defer p.finish(w, x)
+
+	t, err := normaliseTarget(r.RequestURI, p.cfg.Limits)
+	if err != nil {
+		p.respond(w, x, problem(http.StatusBadRequest, "invalid", err))
+		return
+	}
+	x.target = t
+	x.path = t.Path
+	if strings.HasPrefix(t.Path, reservedPrefix) {
+		p.respond(w, x, problem(http.StatusNotFound, "not-found", errors.New("no such ChartGuard endpoint")))
+		return
+	}
+	if !p.cors(w, r, x) {
+		return
+	}
+
+	res, err := p.classify(r, &x.target)
+	if err != nil {
+		p.respond(w, x, classifyProblem(err))
+		return
+	}
+	x.resource = &res
+	if res.Interaction == iSMARTConfig {
+		// The one unauthenticated FHIR path: public discovery metadata.
+		p.forward(w, r, x)
+		return
+	}
+
+	principal, err := p.authn.Authenticate(r.Context(), r)
+	if err != nil {
+		p.unauthenticated(w, x, err)
+		return
+	}
+	x.principal = principal
+
+	dec := p.authorise(r.Context(), r, x)
+	x.decision = &dec
+	if !dec.Allow {
+		p.respond(w, x, denied(dec))
+		return
+	}
+	if p.cfg.Audit.FailClosed && touchesPatients(res) {
+		if err := p.audit.Ready(); err != nil {
+			p.respond(w, x, auditUnavailable())
+			return
+		}
+	}
+	p.forward(w, r, x)
+}
+
+// exchange is the state of one request as it moves down the pipeline.
+type exchange struct {
+	start     time.Time
+	requestID string
+	ip        string
+	method    string
+	path      string // canonical once normalised; the raw path (bounded) before
+	userAgent string
+	target    target
+	resource  *chartguard.Resource
+	principal *chartguard.Principal
+	decision  *chartguard.Decision
+	committed bool
+	status    int // as committed
+}
+
+type exchangeKey struct{}
+
+func exchangeFrom(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
+// begin starts the exchange: request id, client address, the raw path for
+// events about requests that never normalise.
+func (p *Proxy) begin(r *http.Request) *exchange {
+	x := &exchange{
+		start:     p.now(),
+		requestID: requestID(r.Header.Get("X-Request-Id")),
+		ip:        p.clientIP(r),
+		method:    r.Method,
+		path:      boundedRawPath(r.RequestURI),
+		userAgent: truncate(r.UserAgent(), 256),
+	}
+	return x
+}
+
+// finish is the safety net: a panic still produces its audit event and a
+// 500, and nothing leaves the pipeline unaudited.
+func (p *Proxy) finish(w http.ResponseWriter, x *exchange) {
+	v := recover()
+	if v == http.ErrAbortHandler {
+		panic(v) // the response was committed; net/http aborts the connection
+	}
+	if v != nil {
+		p.log.Error("panic in pipeline", "request_id", x.requestID, "panic_type", typeName(v))
+		p.metrics.panics.Inc()
+	}
+	if !x.committed {
+		p.respond(w, x, problem(http.StatusInternalServerError, "exception", errors.New("internal error")))
+	}
+}
+
+// authorise asks the policy about the request itself.
+func (p *Proxy) authorise(ctx context.Context, r *http.Request, x *exchange) chartguard.Decision {
+	in := chartguard.Input{
+		User:    x.principal.Identity,
+		Token:   x.principal.Token,
+		Session: x.principal.Session,
+		Request: chartguard.Request{Method: x.method, Path: x.target.Path, Query: x.target.query(),
+			IP: x.ip, Time: x.start.UTC()},
+		Resource:     *x.resource,
+		Relationship: map[string]chartguard.Relationship{},
+	}
+	start := time.Now()
+	dec, err := p.policy.Decide(ctx, &in)
+	p.metrics.policyDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.metrics.policyErrors.Inc()
+		p.log.Warn("policy evaluation failed; denying", "request_id", x.requestID, "error", err)
+		dec.Allow = false
+	}
+	return dec
+}
+
+// touchesPatients reports whether forwarding the request could move patient
+// data, so that an unwritable audit log must stop it first.
+func touchesPatients(res chartguard.Resource) bool {
+	return res.Interaction != iCapabilities && res.Interaction != iSMARTConfig
+}
+
+const reservedPrefix = "/.chartguard/"

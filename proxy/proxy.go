@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/chartguard/chartguard/audit"
+	"github.com/chartguard/chartguard/authn"
+	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/policy"
+)
+
+// Proxy is a running ChartGuard: the pipeline ([Proxy.ServeHTTP]) and the
+// admin handler. Build it with [New]; it is immutable afterwards.
+type Proxy struct {
+	cfg        *Config
+	log        *slog.Logger
+	clock      func() time.Time
+	classifier classifier
+	authn      authn.Authenticator
+	policy     decider
+	audit      auditLog
+	rp         *httputil.ReverseProxy
+	metrics    *metrics
+	limiter    *unauthLimiter
+	registry   *prometheus.Registry
+
+	stopAggregator context.CancelFunc
+	aggregatorDone chan struct{}
+	closeOnce      sync.Once
+}
+
+// decider is what the pipeline needs of the policy engine.
+type decider interface {
+	Decide(ctx context.Context, in *chartguard.Input) (chartguard.Decision, error)
+	Revision() string
+}
+
+// auditLog is what the pipeline needs of the audit log.
+type auditLog interface {
+	Commit(ctx context.Context, ev *chartguard.Event) error
+	Defer(ev *chartguard.Event)
+	Ready() error
+	Close() error
+}
+
+// New builds ChartGuard from a loaded config: the policy is compiled and
+// prepared, the audit log opened, the token verifier set up. It fails on
+// anything that would make the proxy run degraded.
+func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Proxy, error) {
+	reg := prometheus.NewRegistry()
+	engine, err := policy.New(ctx, cfg.Policy, logger.With("component", "policy"))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	bearer, err := authn.NewBearer(cfg.OIDC, logger.With("component", "authn"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: %w", err)
+	}
+	auditCfg := cfg.Audit.Config
+	auditCfg.Node = cfg.NodeID
+	alog, err := audit.New(auditCfg, logger.With("component", "audit"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	p, err := assemble(ctx, cfg, logger, reg, bearer, engine, alog)
+	if err != nil {
+		_ = alog.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// assemble wires a Proxy from its parts; tests use it with fakes.
+func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry,
+	an authn.Authenticator, pol decider, alog auditLog) (*Proxy, error) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p := &Proxy{cfg: cfg, log: logger, clock: time.Now, registry: reg, authn: an, policy: pol, audit: alog,
+		metrics: newMetrics(reg), limiter: newUnauthLimiter(cfg.Limits.UnauthenticatedRPS)}
+	if cfg.Audit.Now != nil {
+		p.clock = cfg.Audit.Now
+	}
+	p.classifier = classifier{fhirBase: cfg.Upstream.FHIRBase}
+	for _, u := range []string{cfg.publicURL.String(), cfg.upstreamURL.String()} {
+		p.classifier.bases = append(p.classifier.bases, u+cfg.Upstream.FHIRBase)
+	}
+	for i, rc := range cfg.Routes {
+		r, err := compileRoute(i, rc)
+		if err != nil {
+			return nil, err
+		}
+		p.classifier.routes = append(p.classifier.routes, r)
+	}
+	var err error
+	if p.rp, err = p.newForwarder(); err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.stopAggregator, p.aggregatorDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.aggregatorDone)
+		p.runAggregator(actx, cfg.Audit.AggregateInterval)
+	}()
+	return p, nil
+}
+
+// Close flushes pending aggregated events and closes the audit log.
+func (p *Proxy) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.stopAggregator()
+		<-p.aggregatorDone
+		err = p.audit.Close()
+	})
+	return err
+}
+
+// Serve runs the proxy listener (and the admin listener, if adminLn is not
+// nil) until ctx ends, then shuts both down gracefully.
+func (p *Proxy) Serve(ctx context.Context, ln, adminLn net.Listener) error {
+	lim := p.cfg.Limits
+	errLog := log.New(slogWriter{p.log, "http server error"}, "", 0)
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    int(lim.MaxHeaderBytes),
+		ErrorLog:          errLog,
+		// OPTIONS * goes to the pipeline too (and is refused and audited).
+		DisableGeneralOptionsHandler: true,
+	}
+	if p.cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(p.cfg.TLS.CertFile, p.cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls.cert_file/key_file: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tlsVersion(p.cfg.TLS.MinVersion), Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if adminLn != nil {
+		admin := &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
+		servers = append(servers, admin)
+		go func() { errc <- admin.Serve(adminLn) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(sctx)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ListenAndServe binds listen and admin.listen from the config and serves.
+func (p *Proxy) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	var adminLn net.Listener
+	if p.cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", p.cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+	}
+	p.log.Info("serving", "listen", ln.Addr().String(), "tls", p.cfg.TLS.CertFile != "", "policy_revision", p.policy.Revision())
+	return p.Serve(ctx, ln, adminLn)
+}
+
+func tlsVersion(v string) uint16 {
+	if v == "1.3" {
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
+}
+
+// Check does what New would do short of opening listeners and the audit
+// log: it compiles the policy, loads TLS material and builds the upstream
+// transport. `chartguard config check` uses it.
+func Check(ctx context.Context, cfg *Config) error {
+	discard := slog.New(slog.DiscardHandler)
+	if _, err := policy.New(ctx, cfg.Policy, discard); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	if cfg.TLS.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return fmt.Errorf("tls.cert_file/key_file: %w", err)
+		}
+	}
+	_, err := upstreamTransport(cfg)
+	return err
+}
