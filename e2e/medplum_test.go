@@ -1,0 +1,95 @@
+//go:build unix
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartguard/chartguard/e2e/internal/medplum"
+)
+
+// TestMedplumThroughChartGuard runs the FHIR REST interactions through
+// ChartGuard against Medplum's FHIR router — a real FHIR server nobody here
+// wrote — and checks each leaves its audit event.
+func TestMedplumThroughChartGuard(t *testing.T) {
+	mp := medplum.Start(t)
+	e := startEnv(t, envOptions{upstreamURL: mp.URL})
+	doc := e.token(t, "physician", "doc-medplum")
+	fhirJSON := map[string]string{"Content-Type": "application/fhir+json"}
+
+	status, body, _ := e.call(t, "POST", "/fhir/Patient", doc,
+		strings.NewReader(`{"resourceType":"Patient","name":[{"family":"Okafor","given":["Ada"]}]}`), fhirJSON)
+	require.Equal(t, 201, status, body)
+	pid := resourceID(t, body)
+
+	status, body, _ = e.call(t, "GET", "/fhir/Patient/"+pid, doc, nil, nil)
+	require.Equal(t, 200, status, body)
+	assert.Contains(t, body, "Okafor")
+
+	obs := fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"heart rate"},"subject":{"reference":"Patient/%s"},"valueQuantity":{"value":72,"unit":"/min"}}`, pid)
+	status, body, _ = e.call(t, "POST", "/fhir/Observation", doc, strings.NewReader(obs), fhirJSON)
+	require.Equal(t, 201, status, body)
+	oid := resourceID(t, body)
+
+	status, body, _ = e.call(t, "GET", "/fhir/Observation?subject=Patient/"+pid, doc, nil, nil)
+	require.Equal(t, 200, status, body)
+	var bundle struct {
+		ResourceType string `json:"resourceType"`
+		Total        int    `json:"total"`
+		Entry        []struct {
+			Resource struct{ ID string } `json:"resource"`
+		} `json:"entry"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &bundle))
+	assert.Equal(t, "Bundle", bundle.ResourceType)
+	require.Len(t, bundle.Entry, 1)
+	assert.Equal(t, oid, bundle.Entry[0].Resource.ID)
+
+	updated := strings.Replace(obs, `"value":72`, `"value":75`, 1)
+	updated = strings.Replace(updated, `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"`+oid+`",`, 1)
+	status, body, _ = e.call(t, "PUT", "/fhir/Observation/"+oid, doc, strings.NewReader(updated), fhirJSON)
+	require.Equal(t, 200, status, body)
+
+	status, body, _ = e.call(t, "GET", "/fhir/Observation/"+oid+"/_history", doc, nil, nil)
+	require.Equal(t, 200, status, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &bundle))
+	assert.Len(t, bundle.Entry, 2, "two versions in the history")
+
+	status, body, _ = e.call(t, "GET", "/fhir/Patient/"+pid+"/_history", doc, nil, nil)
+	require.Equal(t, 200, status, body)
+
+	// A search that cannot prove its patient is refused before Medplum.
+	status, _, _ = e.call(t, "GET", "/fhir/Observation?code=heart", doc, nil, nil)
+	assert.Equal(t, 403, status)
+
+	status, body, _ = e.call(t, "DELETE", "/fhir/Observation/"+oid, doc, nil, nil)
+	require.Contains(t, []int{200, 204}, status, body)
+	status, _, _ = e.call(t, "GET", "/fhir/Observation/"+oid, doc, nil, nil)
+	assert.Contains(t, []int{404, 410}, status, "deleted resource is gone")
+
+	e.stop()
+	var actions []string
+	for _, ev := range e.events(t) {
+		actions = append(actions, fmt.Sprintf("%s:%d", ev.Action, ev.Request.Status))
+		assert.Equal(t, "doc-medplum", ev.User.Subject)
+	}
+	require.Len(t, actions, 10, "one event per request")
+	assert.Equal(t, []string{"create:201", "read:200", "create:201", "search:200", "update:200",
+		"history:200", "history:200", "search:403"}, actions[:8])
+	assert.Contains(t, []string{"delete:200", "delete:204"}, actions[8])
+	assert.Contains(t, []string{"read:404", "read:410"}, actions[9])
+}
+
+func resourceID(t *testing.T, body string) string {
+	t.Helper()
+	var r struct{ ID string }
+	require.NoError(t, json.Unmarshal([]byte(body), &r), body)
+	require.NotEmpty(t, r.ID)
+	return r.ID
+}
