@@ -51,8 +51,8 @@ type env struct {
 }
 
 type envOptions struct {
-	upstreamURL string            // "" = start the demo FHIR server
-	extraYAML   string            // appended to the config
+	upstreamURL string              // "" = start the demo FHIR server
+	extraYAML   string              // appended to the config
 	mutate      func(*proxy.Config) // after parsing, before New
 }
 

@@ -48,9 +48,10 @@ func BenchmarkDecide(b *testing.B) {
 func BenchmarkInputValue(b *testing.B) {
 	in := physicianRead()
 	b.Run("direct", func(b *testing.B) {
+		enc := newEncoder()
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := inputValue(&in); err != nil {
+			if _, err := enc.input(&in); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -18,8 +18,11 @@ type Config struct {
 	Query string `yaml:"query"`
 	// EvalTimeout bounds one evaluation. If zero, 50ms.
 	//
-	// Security: a slow policy would otherwise hold every request; an
-	// evaluation that runs out of time denies (fail closed).
+	// Security: a slow or looping policy would otherwise hold every
+	// request. An evaluation that runs out of time denies (fail closed).
+	// Accepted risk: on a saturated machine a normal evaluation (median
+	// well under 1ms) can be descheduled past the limit and be denied;
+	// the denial is audited with reason "policy evaluation timed out".
 	EvalTimeout time.Duration `yaml:"eval_timeout"`
 }
 

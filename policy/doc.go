@@ -3,7 +3,8 @@
 //
 // [New] loads the policy directory once: every *.rego file except
 // *_test.rego, and every *.json, *.yaml and *.yml file as data (placed under
-// data by its directory, as `opa eval -d DIR` and `opa test DIR` do). It
+// data by its directory, as `opa eval -d DIR` and `opa test DIR` do);
+// hidden files and directories and other file types are skipped. It
 // parses the modules as Rego v1, compiles them, checks that the configured
 // query names a rule and prepares the query. Any problem fails [New] with
 // an error that names the file and line. The resulting [Engine] is
@@ -13,10 +14,14 @@
 // [Engine.Decide] evaluates the prepared query against one
 // [chartguard.Input] and returns a [chartguard.Decision] carrying a fresh
 // decision ID and the policy [Engine.Revision]. It fails closed: an
-// undefined, wrong-shaped, erroring, cancelled or timed-out evaluation
-// denies with a fixed reason and an error wrapping [ErrUndefined],
-// [ErrShape], [ErrEval] or [ErrTimeout]. The policy sees exactly the JSON
-// encoding of the Input (nil slices are null, omitempty fields are absent).
+// undefined, wrong-shaped, erroring, cancelled or timed-out evaluation, or
+// an input that cannot be encoded, denies with one fixed reason
+// ([ReasonUndefined], [ReasonMalformed], ...) and an error wrapping
+// [ErrUndefined], [ErrShape], [ErrEval], [ErrTimeout], [ErrInput] or the
+// context's error. The policy sees exactly the JSON encoding of the Input
+// (nil slices are null, omitempty fields are absent), and its clock
+// (time.now_ns) reads Input.Request.Time when that is set. Built-in errors
+// are raised, not treated as undefined, so they deny too.
 //
 // [RunTests] runs the Rego unit tests (test_* rules) of a policy directory,
 // for `chartguard policy test`.

@@ -55,6 +55,7 @@ const (
 // immutable after [New] and safe for concurrent use.
 type Engine struct {
 	query    rego.PreparedEvalQuery
+	enc      *encoder
 	revision string
 	timeout  time.Duration
 }
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 	}
 
 	logger.Info("policy loaded", "revision", revision, "modules", len(b.modules))
-	return &Engine{query: query, revision: revision, timeout: cfg.EvalTimeout}, nil
+	return &Engine{query: query, enc: newEncoder(), revision: revision, timeout: cfg.EvalTimeout}, nil
 }
 
 // Revision identifies the loaded policy: the first 16 hex digits of a
@@ -131,17 +132,22 @@ func (e *Engine) Revision() string { return e.revision }
 func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.Decision, error) {
 	id := newID()
 	if in == nil {
-		return e.deny(id, ReasonInput, fmt.Errorf("policy: %w: nil input", ErrInput))
+		return e.deny(id, ReasonInput, fmt.Errorf("%w: nil input", ErrInput))
 	}
-	input, err := inputValue(in)
+	input, err := e.enc.input(in)
 	if err != nil {
-		return e.deny(id, ReasonInput, fmt.Errorf("policy: %w: %w", ErrInput, err))
+		return e.deny(id, ReasonInput, fmt.Errorf("%w: %w", ErrInput, err))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	opts := make([]rego.EvalOption, 1, 2)
+	// Cancel evaluation when ctx ends. (Without an external Cancel, OPA
+	// starts a goroutine per evaluation to watch ctx.)
+	stopper := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stopper.Cancel)()
+	opts := make([]rego.EvalOption, 2, 3)
 	opts[0] = rego.EvalParsedInput(input)
+	opts[1] = rego.EvalExternalCancel(stopper)
 	if !in.Request.Time.IsZero() {
 		opts = append(opts, rego.EvalTime(in.Request.Time))
 	}
@@ -153,9 +159,9 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 	d, err := decisionFromResult(rs)
 	switch {
 	case errors.Is(err, ErrUndefined):
-		return e.deny(id, ReasonUndefined, fmt.Errorf("policy: %w", err))
+		return e.deny(id, ReasonUndefined, err)
 	case err != nil:
-		return e.deny(id, ReasonMalformed, fmt.Errorf("policy: %w", err))
+		return e.deny(id, ReasonMalformed, err)
 	}
 	d.ID, d.Revision = id, e.revision
 	return d, nil
@@ -170,22 +176,22 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 func (e *Engine) evalFailed(ctx context.Context, id string, err error) (chartguard.Decision, error) {
 	switch ctxErr := ctx.Err(); {
 	case errors.Is(ctxErr, context.DeadlineExceeded):
-		return e.deny(id, ReasonTimeout, fmt.Errorf("policy: %w after %s", ErrTimeout, e.timeout))
+		return e.deny(id, ReasonTimeout, fmt.Errorf("%w after %s", ErrTimeout, e.timeout))
 	case ctxErr != nil:
-		return e.deny(id, ReasonCanceled, fmt.Errorf("policy: evaluation: %w", ctxErr))
+		return e.deny(id, ReasonCanceled, fmt.Errorf("policy evaluation: %w", ctxErr))
 	}
 	var te *topdown.Error
 	if !errors.As(err, &te) {
-		return e.deny(id, ReasonError, fmt.Errorf("policy: %w: %w", ErrEval, err))
+		return e.deny(id, ReasonError, fmt.Errorf("%w: %w", ErrEval, err))
 	}
 	where := ""
 	if te.Location != nil {
 		where = " at " + te.Location.String()
 	}
 	if te.Code == topdown.BuiltinErr {
-		return e.deny(id, ReasonError, fmt.Errorf("policy: %w: %s%s", ErrEval, te.Code, where))
+		return e.deny(id, ReasonError, fmt.Errorf("%w: %s%s", ErrEval, te.Code, where))
 	}
-	return e.deny(id, ReasonError, fmt.Errorf("policy: %w: %s%s: %s", ErrEval, te.Code, where, te.Message))
+	return e.deny(id, ReasonError, fmt.Errorf("%w: %s%s: %s", ErrEval, te.Code, where, te.Message))
 }
 
 // deny is the fail-closed decision.

@@ -9,9 +9,14 @@ import (
 	"github.com/chartguard/chartguard/chartguard"
 )
 
+// testTimeout replaces the 50ms default evaluation timeout in tests that
+// are not about timeouts: under -race on a busy machine an evaluation can
+// take longer, and these tests check decisions, not latency.
+const testTimeout = 10 * time.Second
+
 func newDefaultEngine(tb testing.TB) *Engine {
 	tb.Helper()
-	e, err := New(tb.Context(), Config{Dir: defaultDir}, nil)
+	e, err := New(tb.Context(), Config{Dir: defaultDir, EvalTimeout: testTimeout}, nil)
 	require.NoError(tb, err)
 	return e
 }

@@ -11,64 +11,109 @@ import (
 	"github.com/chartguard/chartguard/chartguard"
 )
 
-// inputValue converts in to the AST value the policy sees as input.
+// encoder converts a [chartguard.Input] to the AST value the policy sees as
+// input.
 //
 // The result is exactly what ast.ValueFromReader would give for
 // json.Marshal(in): the same keys (omitempty fields absent), null for nil
 // slices and maps, RFC 3339 times, and invalid UTF-8 replaced as
 // encoding/json replaces it. Building the terms directly is several times
-// faster than the JSON round trip on this hot path; TestInputValueMatchesJSON
-// holds the two in step, and fails when a field is added to the shared types
-// without being added here.
-func inputValue(in *chartguard.Input) (ast.Value, error) {
-	session, err := sessionTerm(&in.Session)
+// faster than the JSON round trip on this hot path (BenchmarkInputValue);
+// TestInputValueMatchesJSON holds the two in step and fails when a field is
+// added to the shared types without being added here.
+//
+// An encoder is immutable after newEncoder: it shares prebuilt terms for
+// the object keys and the common enumerated values with every input it
+// builds. Evaluation never modifies input terms (OPA shares interned terms
+// the same way), so concurrent use is safe.
+type encoder struct {
+	terms map[string]*ast.Term
+}
+
+// sharedStrings returns the keys of the input document and values that
+// recur in most inputs.
+func sharedStrings() []string {
+	return []string{
+		// keys
+		"user", "token", "session", "request", "resource", "relationship", "usage",
+		"iss", "sub", "name", "email", "roles", "groups", "department", "fhir_user", "patient_links",
+		"kind", "client_id", "scopes", "launch_patient", "purpose_of_use",
+		"mfa", "mfa_method", "mfa_age_s", "auth_age_s", "break_glass",
+		"grant", "patient", "reason", "expires_at",
+		"method", "path", "query", "ip", "time",
+		"phase", "type", "id", "patients", "patient_status", "action", "interaction", "operation", "labels",
+		"care_team", "pcp", "encounter_days_ago", "distinct_patients_window",
+		// values
+		chartguard.TokenSession, chartguard.TokenBearer,
+		chartguard.KindFHIR, chartguard.KindRoute, chartguard.KindStatic, chartguard.KindProxy,
+		chartguard.PatientsKnown, chartguard.PatientsUnknown, chartguard.PatientsNone,
+		chartguard.PhaseRequest, chartguard.PhaseResponse,
+		"read", "vread", "search", "history", "create", "update", "patch", "delete",
+		"search-type", "search-system", "search-compartment", "history-instance", "history-type",
+		"history-system", "capabilities",
+		"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+		"totp", "idp", "recovery", "none", "",
+	}
+}
+
+func newEncoder() *encoder {
+	shared := sharedStrings()
+	terms := make(map[string]*ast.Term, len(shared))
+	for _, s := range shared {
+		terms[s] = ast.StringTerm(s)
+	}
+	return &encoder{terms: terms}
+}
+
+func (e *encoder) input(in *chartguard.Input) (ast.Value, error) {
+	session, err := e.session(&in.Session)
 	if err != nil {
 		return nil, err
 	}
-	request, err := requestTerm(&in.Request)
+	request, err := e.request(&in.Request)
 	if err != nil {
 		return nil, err
 	}
 	return ast.NewObject(
-		item("user", identityTerm(&in.User)),
-		item("token", tokenTerm(&in.Token)),
-		item("session", session),
-		item("request", request),
-		item("resource", resourceTerm(&in.Resource)),
-		item("relationship", relationshipsTerm(in.Relationship)),
-		item("usage", ast.ObjectTerm(
-			item("distinct_patients_window", intTerm(int64(in.Usage.DistinctPatientsWindow))),
+		e.item("user", e.identity(&in.User)),
+		e.item("token", e.token(&in.Token)),
+		e.item("session", session),
+		e.item("request", request),
+		e.item("resource", e.resource(&in.Resource)),
+		e.item("relationship", e.relationships(in.Relationship)),
+		e.item("usage", ast.ObjectTerm(
+			e.item("distinct_patients_window", intTerm(int64(in.Usage.DistinctPatientsWindow))),
 		)),
 	), nil
 }
 
-func identityTerm(u *chartguard.Identity) *ast.Term {
+func (e *encoder) identity(u *chartguard.Identity) *ast.Term {
 	items := make([][2]*ast.Term, 0, 9)
 	items = append(items,
-		item("iss", str(u.Issuer)),
-		item("sub", str(u.Subject)),
+		e.item("iss", e.str(u.Issuer)),
+		e.item("sub", e.str(u.Subject)),
 	)
-	items = appendString(items, "name", u.Name)
-	items = appendString(items, "email", u.Email)
-	items = append(items, item("roles", strs(u.Roles)))
-	items = appendStrings(items, "groups", u.Groups)
-	items = appendString(items, "department", u.Department)
-	items = appendString(items, "fhir_user", u.FHIRUser)
-	items = appendStrings(items, "patient_links", u.PatientLinks)
+	items = e.appendString(items, "name", u.Name)
+	items = e.appendString(items, "email", u.Email)
+	items = append(items, e.item("roles", e.strs(u.Roles)))
+	items = e.appendStrings(items, "groups", u.Groups)
+	items = e.appendString(items, "department", u.Department)
+	items = e.appendString(items, "fhir_user", u.FHIRUser)
+	items = e.appendStrings(items, "patient_links", u.PatientLinks)
 	return ast.ObjectTerm(items...)
 }
 
-func tokenTerm(t *chartguard.Token) *ast.Term {
+func (e *encoder) token(t *chartguard.Token) *ast.Term {
 	items := make([][2]*ast.Term, 0, 5)
-	items = append(items, item("kind", str(t.Kind)))
-	items = appendString(items, "client_id", t.ClientID)
-	items = appendStrings(items, "scopes", t.Scopes)
-	items = appendString(items, "launch_patient", t.LaunchPatient)
-	items = appendString(items, "purpose_of_use", t.PurposeOfUse)
+	items = append(items, e.item("kind", e.str(t.Kind)))
+	items = e.appendString(items, "client_id", t.ClientID)
+	items = e.appendStrings(items, "scopes", t.Scopes)
+	items = e.appendString(items, "launch_patient", t.LaunchPatient)
+	items = e.appendString(items, "purpose_of_use", t.PurposeOfUse)
 	return ast.ObjectTerm(items...)
 }
 
-func sessionTerm(s *chartguard.SessionInfo) (*ast.Term, error) {
+func (e *encoder) session(s *chartguard.SessionInfo) (*ast.Term, error) {
 	grants := ast.NullTerm()
 	if s.BreakGlass != nil {
 		terms := make([]*ast.Term, len(s.BreakGlass))
@@ -79,24 +124,24 @@ func sessionTerm(s *chartguard.SessionInfo) (*ast.Term, error) {
 				return nil, fmt.Errorf("session.break_glass[%d].expires_at: %w", i, err)
 			}
 			terms[i] = ast.ObjectTerm(
-				item("grant", str(g.Grant)),
-				item("patient", str(g.Patient)),
-				item("reason", str(g.Reason)),
-				item("expires_at", expires),
+				e.item("grant", e.str(g.Grant)),
+				e.item("patient", e.str(g.Patient)),
+				e.item("reason", e.str(g.Reason)),
+				e.item("expires_at", expires),
 			)
 		}
 		grants = ast.ArrayTerm(terms...)
 	}
 	return ast.ObjectTerm(
-		item("mfa", ast.InternedTerm(s.MFA)),
-		item("mfa_method", str(s.MFAMethod)),
-		item("mfa_age_s", intTerm(s.MFAAgeS)),
-		item("auth_age_s", intTerm(s.AuthAgeS)),
-		item("break_glass", grants),
+		e.item("mfa", ast.InternedTerm(s.MFA)),
+		e.item("mfa_method", e.str(s.MFAMethod)),
+		e.item("mfa_age_s", intTerm(s.MFAAgeS)),
+		e.item("auth_age_s", intTerm(s.AuthAgeS)),
+		e.item("break_glass", grants),
 	), nil
 }
 
-func requestTerm(r *chartguard.Request) (*ast.Term, error) {
+func (e *encoder) request(r *chartguard.Request) (*ast.Term, error) {
 	t, err := timeTerm(r.Time)
 	if err != nil {
 		return nil, fmt.Errorf("request.time: %w", err)
@@ -105,37 +150,37 @@ func requestTerm(r *chartguard.Request) (*ast.Term, error) {
 	if r.Query != nil {
 		obj := ast.NewObjectWithCapacity(len(r.Query))
 		for k, v := range r.Query {
-			obj.Insert(str(k), strs(v))
+			obj.Insert(e.str(k), e.strs(v))
 		}
 		query = ast.NewTerm(obj)
 	}
 	return ast.ObjectTerm(
-		item("method", str(r.Method)),
-		item("path", str(r.Path)),
-		item("query", query),
-		item("ip", str(r.IP)),
-		item("time", t),
+		e.item("method", e.str(r.Method)),
+		e.item("path", e.str(r.Path)),
+		e.item("query", query),
+		e.item("ip", e.str(r.IP)),
+		e.item("time", t),
 	), nil
 }
 
-func resourceTerm(r *chartguard.Resource) *ast.Term {
+func (e *encoder) resource(r *chartguard.Resource) *ast.Term {
 	items := make([][2]*ast.Term, 0, 11)
-	items = append(items, item("kind", str(r.Kind)))
-	items = appendString(items, "phase", r.Phase)
+	items = append(items, e.item("kind", e.str(r.Kind)))
+	items = e.appendString(items, "phase", r.Phase)
 	items = append(items,
-		item("type", str(r.Type)),
-		item("id", str(r.ID)),
-		item("patients", strs(r.Patients)),
-		item("patient_status", str(r.PatientStatus)),
-		item("action", str(r.Action)),
-		item("interaction", str(r.Interaction)),
+		e.item("type", e.str(r.Type)),
+		e.item("id", e.str(r.ID)),
+		e.item("patients", e.strs(r.Patients)),
+		e.item("patient_status", e.str(r.PatientStatus)),
+		e.item("action", e.str(r.Action)),
+		e.item("interaction", e.str(r.Interaction)),
 	)
-	items = appendString(items, "operation", r.Operation)
-	items = append(items, item("labels", strs(r.Labels)))
+	items = e.appendString(items, "operation", r.Operation)
+	items = append(items, e.item("labels", e.strs(r.Labels)))
 	return ast.ObjectTerm(items...)
 }
 
-func relationshipsTerm(m map[string]chartguard.Relationship) *ast.Term {
+func (e *encoder) relationships(m map[string]chartguard.Relationship) *ast.Term {
 	if m == nil {
 		return ast.NullTerm()
 	}
@@ -143,16 +188,55 @@ func relationshipsTerm(m map[string]chartguard.Relationship) *ast.Term {
 	for patient, rel := range m {
 		items := make([][2]*ast.Term, 0, 4)
 		items = append(items,
-			item("care_team", ast.InternedTerm(rel.CareTeam)),
-			item("pcp", ast.InternedTerm(rel.PCP)),
+			e.item("care_team", ast.InternedTerm(rel.CareTeam)),
+			e.item("pcp", ast.InternedTerm(rel.PCP)),
 		)
 		if rel.EncounterDaysAgo != nil {
-			items = append(items, item("encounter_days_ago", intTerm(int64(*rel.EncounterDaysAgo))))
+			items = append(items, e.item("encounter_days_ago", intTerm(int64(*rel.EncounterDaysAgo))))
 		}
-		items = appendString(items, "department", rel.Department)
-		obj.Insert(str(patient), ast.ObjectTerm(items...))
+		items = e.appendString(items, "department", rel.Department)
+		obj.Insert(e.str(patient), ast.ObjectTerm(items...))
 	}
 	return ast.NewTerm(obj)
+}
+
+func (e *encoder) item(key string, value *ast.Term) [2]*ast.Term {
+	return [2]*ast.Term{e.str(key), value}
+}
+
+// appendString adds key unless s is empty (JSON omitempty).
+func (e *encoder) appendString(items [][2]*ast.Term, key, s string) [][2]*ast.Term {
+	if s == "" {
+		return items
+	}
+	return append(items, e.item(key, e.str(s)))
+}
+
+// appendStrings adds key unless ss is empty (JSON omitempty).
+func (e *encoder) appendStrings(items [][2]*ast.Term, key string, ss []string) [][2]*ast.Term {
+	if len(ss) == 0 {
+		return items
+	}
+	return append(items, e.item(key, e.strs(ss)))
+}
+
+// strs encodes ss as an array, or null if ss is nil.
+func (e *encoder) strs(ss []string) *ast.Term {
+	if ss == nil {
+		return ast.NullTerm()
+	}
+	terms := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		terms[i] = e.str(s)
+	}
+	return ast.ArrayTerm(terms...)
+}
+
+func (e *encoder) str(s string) *ast.Term {
+	if t, ok := e.terms[s]; ok {
+		return t
+	}
+	return ast.StringTerm(jsonString(s))
 }
 
 // timeTerm encodes t as encoding/json does (RFC 3339 with nanoseconds),
@@ -163,42 +247,6 @@ func timeTerm(t time.Time) (*ast.Term, error) {
 		return nil, err
 	}
 	return ast.StringTerm(string(b)), nil
-}
-
-func item(key string, value *ast.Term) [2]*ast.Term {
-	return [2]*ast.Term{ast.InternedTerm(key), value}
-}
-
-// appendString adds key unless s is empty (JSON omitempty).
-func appendString(items [][2]*ast.Term, key, s string) [][2]*ast.Term {
-	if s == "" {
-		return items
-	}
-	return append(items, item(key, str(s)))
-}
-
-// appendStrings adds key unless ss is empty (JSON omitempty).
-func appendStrings(items [][2]*ast.Term, key string, ss []string) [][2]*ast.Term {
-	if len(ss) == 0 {
-		return items
-	}
-	return append(items, item(key, strs(ss)))
-}
-
-// strs encodes ss as an array, or null if ss is nil.
-func strs(ss []string) *ast.Term {
-	if ss == nil {
-		return ast.NullTerm()
-	}
-	terms := make([]*ast.Term, len(ss))
-	for i, s := range ss {
-		terms[i] = str(s)
-	}
-	return ast.ArrayTerm(terms...)
-}
-
-func str(s string) *ast.Term {
-	return ast.InternedTerm(jsonString(s))
 }
 
 func intTerm(n int64) *ast.Term {

@@ -1,8 +1,9 @@
 package policy
 
 import (
-	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -159,8 +160,8 @@ func optStrings(obj ast.Object, key, name string) ([]string, error) {
 	return out, nil
 }
 
-// optCount reads obj[key] as a non-negative integer that fits in an int32
-// (seconds or a count). Absent gives 0.
+// optCount reads obj[key] as a non-negative integer below 2^31 (seconds or
+// a count). Absent gives 0.
 func optCount(obj ast.Object, key, name string) (int64, error) {
 	t := obj.Get(ast.InternedTerm(key))
 	if t == nil {
@@ -170,9 +171,11 @@ func optCount(obj ast.Object, key, name string) (int64, error) {
 	if !ok {
 		return 0, fmt.Errorf("%w: %s is %s, want number", ErrShape, name, ast.ValueName(t.Value))
 	}
-	i, err := json.Number(n).Int64()
-	if err != nil || i < 0 || i > 1<<31-1 {
+	// ParseFloat reads every JSON number form (60, 60.0, 6e1) in bounded
+	// time, and float64 holds every integer below 2^31 exactly.
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<31-1 {
 		return 0, fmt.Errorf("%w: %s is not an integer in [0, 2^31)", ErrShape, name)
 	}
-	return i, nil
+	return int64(f), nil
 }

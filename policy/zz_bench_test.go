@@ -6,7 +6,7 @@ func BenchmarkZZEvalOnly(b *testing.B) {
 	e, err := New(b.Context(), Config{Dir: dir}, nil)
 	if err != nil { b.Fatal(err) }
 	in := physicianRead()
-	v, _ := inputValue(&in)
+	v, _ := newEncoder().input(&in)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := e.query.Eval(b.Context(), rego.EvalParsedInput(v)); err != nil { b.Fatal(err) }

@@ -50,7 +50,13 @@ test_patient_read_by_id_deferred_to_response_phase if {
 	not decide(json.remove(as_patient(by_id), ["resource/phase"])).allow
 }
 
-test_patient_search_by_id_not_deferred if {
+test_patient_history_by_id_deferred_to_response_phase if {
+	res := {"type": "Observation", "id": "o1", "action": "history", "interaction": "history-instance", "patient_status": "unknown", "patients": []}
+	decide(as_patient(res)).allow
+	not decide(as_patient(object.union(res, {"phase": "response"}))).allow
+}
+
+test_patient_search_not_deferred if {
 	res := object.union(unknown_search("Observation"), {"interaction": "search-type"})
 	not decide(as_patient(res)).allow
 }
