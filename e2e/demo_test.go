@@ -14,6 +14,7 @@ import (
 
 	"github.com/chartguard/chartguard/chartguard"
 	"github.com/chartguard/chartguard/examples/fhir-demo/devissuer"
+	"github.com/chartguard/chartguard/proxy"
 )
 
 // TestRoles drives each role of the default policy through a real
@@ -246,4 +247,27 @@ func TestNRequestsNEvents(t *testing.T) {
 	assert.Equal(t, 20, byStatus[403])
 	assert.Equal(t, 20, byStatus[400])
 	assert.Equal(t, 20, byStatus[401]+byStatus[429])
+}
+
+// TestLogsCarryNoIdentifiers: operational logs name requests by id only —
+// never a path, a patient, a user or a token — even on failures.
+func TestLogsCarryNoIdentifiers(t *testing.T) {
+	e := startEnv(t, envOptions{mutate: func(c *proxy.Config) {
+		c.Policy.EvalTimeout = time.Nanosecond // every decision times out: logged, denied
+	}})
+	tok := e.token(t, "physician", "secret-subject-42")
+	status, _, _ := e.call(t, "GET", "/fhir/Patient/p42", tok, nil, nil)
+	assert.Equal(t, 403, status, "a policy timeout denies")
+	e.call(t, "GET", "/fhir/Patient/p43", "forged."+tok[10:], nil, nil)
+	e.call(t, "GET", "/fhir/Patient/p44/%2e%2e", tok, nil, nil)
+	e.stop()
+	logs := e.logs.String()
+	require.NotEmpty(t, logs, "the policy failure was logged")
+	for _, secret := range []string{"p42", "p43", "p44", "/fhir", "secret-subject-42", tok[:20], "Bearer"} {
+		assert.NotContains(t, logs, secret)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(logs), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "slog JSON: %s", line)
+	}
 }

@@ -46,8 +46,28 @@ type env struct {
 	cancel   context.CancelFunc
 	done     chan error
 
+	logs *lockedBuffer // ChartGuard's operational log (slog JSON)
+
 	mu   sync.Mutex
 	seen []*http.Request // what the demo upstream received (headers cloned)
+}
+
+// lockedBuffer collects log output from concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type envOptions struct {
@@ -123,7 +143,8 @@ audit: {dir: %q, durable: true, fail_closed: true}
 	if o.mutate != nil {
 		o.mutate(cfg)
 	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	e.logs = &lockedBuffer{}
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.proxy, err = proxy.New(context.Background(), cfg, logger)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
