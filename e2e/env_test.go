@@ -135,7 +135,9 @@ oidc:
     chartguard-privacy-officer: privacy-officer
     chartguard-it-admin: it-admin
     chartguard-patient: patient
-policy: {dir: %q}
+    chartguard-him: him
+# Generous for -race on a loaded 2-core CI machine; the default is 50ms.
+policy: {dir: %q, eval_timeout: 2s}
 audit: {dir: %q, durable: true, fail_closed: true}
 %s`, tokFile, upstream, issuerURL, filepath.Join(repoRoot(t), "configs", "policy"), e.AuditDir, o.extraYAML)
 	cfg, err := proxy.ParseConfig([]byte(yaml), os.LookupEnv)

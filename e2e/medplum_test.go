@@ -68,7 +68,11 @@ func TestMedplumThroughChartGuard(t *testing.T) {
 	status, _, _ = e.call(t, "GET", "/fhir/Observation?code=heart", doc, nil, nil)
 	assert.Equal(t, 403, status)
 
-	status, body, _ = e.call(t, "DELETE", "/fhir/Observation/"+oid, doc, nil, nil)
+	// Physicians may not delete; health information management may.
+	status, _, _ = e.call(t, "DELETE", "/fhir/Observation/"+oid, doc, nil, nil)
+	assert.Equal(t, 403, status)
+	him := e.token(t, "him", "doc-medplum")
+	status, body, _ = e.call(t, "DELETE", "/fhir/Observation/"+oid, him, nil, nil)
 	require.Contains(t, []int{200, 204}, status, body)
 	status, _, _ = e.call(t, "GET", "/fhir/Observation/"+oid, doc, nil, nil)
 	assert.Contains(t, []int{404, 410}, status, "deleted resource is gone")
@@ -79,11 +83,11 @@ func TestMedplumThroughChartGuard(t *testing.T) {
 		actions = append(actions, fmt.Sprintf("%s:%d", ev.Action, ev.Request.Status))
 		assert.Equal(t, "doc-medplum", ev.User.Subject)
 	}
-	require.Len(t, actions, 10, "one event per request")
+	require.Len(t, actions, 11, "one event per request")
 	assert.Equal(t, []string{"create:201", "read:200", "create:201", "search:200", "update:200",
-		"history:200", "history:200", "search:403"}, actions[:8])
-	assert.Contains(t, []string{"delete:200", "delete:204"}, actions[8])
-	assert.Contains(t, []string{"read:404", "read:410"}, actions[9])
+		"history:200", "history:200", "search:403", "delete:403"}, actions[:9])
+	assert.Contains(t, []string{"delete:200", "delete:204"}, actions[9])
+	assert.Contains(t, []string{"read:404", "read:410"}, actions[10])
 }
 
 func resourceID(t *testing.T, body string) string {

@@ -76,21 +76,21 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 		return nil, fmt.Errorf("policy: query %q: %w: want a data reference such as %s", cfg.Query, ErrNoRule, DefaultQuery)
 	}
 
-	b, err := loadDir(cfg.Dir, false)
+	src, err := loadDir(cfg.Dir, false)
 	if err != nil {
 		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, err)
 	}
-	if len(b.modules) == 0 {
+	if len(src.modules) == 0 {
 		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, ErrNoModules)
 	}
-	compiler, err := b.compiler()
+	compiler, err := src.compiler()
 	if err != nil {
 		return nil, fmt.Errorf("policy: compile %s: %w", cfg.Dir, err)
 	}
 	if len(compiler.GetRules(ref)) == 0 {
 		return nil, fmt.Errorf("policy: %s: query %s: %w", cfg.Dir, cfg.Query, ErrNoRule)
 	}
-	revision, err := b.revision()
+	revision, err := src.revision()
 	if err != nil {
 		return nil, fmt.Errorf("policy: %s: %w", cfg.Dir, err)
 	}
@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 	query, err := rego.New(
 		rego.Query(cfg.Query),
 		rego.Compiler(compiler),
-		rego.Store(b.store()),
+		rego.Store(src.store()),
 		rego.SetRegoVersion(ast.RegoV1),
 		// Security: a built-in error (e.g. to_number("x")) would otherwise
 		// make its expression undefined, which silently switches off a
@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 		return nil, fmt.Errorf("policy: prepare %s: %w", cfg.Query, err)
 	}
 
-	logger.Info("policy loaded", "revision", revision, "modules", len(b.modules))
+	logger.Info("policy loaded", "revision", revision, "modules", len(src.modules))
 	return &Engine{query: query, enc: newEncoder(), revision: revision, timeout: cfg.EvalTimeout}, nil
 }
 
@@ -152,6 +152,12 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 		opts = append(opts, rego.EvalTime(in.Request.Time))
 	}
 	rs, err := e.query.Eval(ctx, opts...)
+	if err == nil && ctx.Err() != nil {
+		// The cancel lands asynchronously, so an evaluation can finish past
+		// its deadline. A late decision is a timed-out one: deny, so the
+		// outcome never depends on that race.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return e.evalFailed(ctx, id, err)
 	}

@@ -29,8 +29,8 @@ const (
 // errTooLarge reports a policy file or directory over the size limits.
 var errTooLarge = errors.New("too large")
 
-// bundle is what a policy directory holds once loaded and parsed.
-type bundle struct {
+// source is what a policy directory holds once loaded and parsed.
+type source struct {
 	modules map[string]*ast.Module // by file name relative to the directory
 	raw     map[string][]byte      // module sources, for the revision
 	data    map[string]any         // merged data documents
@@ -43,7 +43,7 @@ type bundle struct {
 //
 // Security: dir is opened with [os.OpenRoot], so a symlink cannot pull in
 // files from outside the policy directory.
-func loadDir(dir string, withTests bool) (*bundle, error) {
+func loadDir(dir string, withTests bool) (*source, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -86,16 +86,16 @@ func loadDir(dir string, withTests bool) (*bundle, error) {
 		return nil, errors.Join(sizeErrs...)
 	}
 
-	b := &bundle{
+	src := &source{
 		modules: make(map[string]*ast.Module, len(res.Modules)),
 		raw:     make(map[string][]byte, len(res.Modules)),
 		data:    res.Documents,
 	}
 	for _, m := range res.Modules {
-		b.modules[m.Name] = m.Parsed
-		b.raw[m.Name] = m.Raw
+		src.modules[m.Name] = m.Parsed
+		src.raw[m.Name] = m.Raw
 	}
-	return b, nil
+	return src, nil
 }
 
 // isPolicyFile reports whether a file named name belongs in a load.
@@ -112,14 +112,14 @@ func isPolicyFile(name string, withTests bool) bool {
 // revision is a stable hash of the loaded policy: the sorted module names
 // and sources, then the merged data in canonical JSON (sorted keys), so the
 // same policy gives the same revision on every replica.
-func (b *bundle) revision() (string, error) {
+func (src *source) revision() (string, error) {
 	h := sha256.New()
-	for _, name := range slices.Sorted(maps.Keys(b.raw)) {
-		fmt.Fprintf(h, "module %d:%s\n%d:", len(name), name, len(b.raw[name]))
-		h.Write(b.raw[name])
+	for _, name := range slices.Sorted(maps.Keys(src.raw)) {
+		fmt.Fprintf(h, "module %d:%s\n%d:", len(name), name, len(src.raw[name]))
+		h.Write(src.raw[name])
 		h.Write([]byte{'\n'})
 	}
-	data, err := json.Marshal(b.data)
+	data, err := json.Marshal(src.data)
 	if err != nil {
 		return "", fmt.Errorf("hash data: %w", err)
 	}
@@ -128,19 +128,19 @@ func (b *bundle) revision() (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-// store returns an in-memory store holding the bundle's data. Values are
+// store returns an in-memory store holding the source's data. Values are
 // kept as AST so evaluation reads them without conversion.
-func (b *bundle) store() storage.Store {
-	return inmem.NewFromObjectWithOpts(b.data, inmem.OptReturnASTValuesOnRead(true))
+func (src *source) store() storage.Store {
+	return inmem.NewFromObjectWithOpts(src.data, inmem.OptReturnASTValuesOnRead(true))
 }
 
-// compiler compiles the bundle's modules as Rego v1 with the built-ins that
+// compiler compiles the source's modules as Rego v1 with the built-ins that
 // do I/O removed.
-func (b *bundle) compiler() (*ast.Compiler, error) {
+func (src *source) compiler() (*ast.Compiler, error) {
 	c := ast.NewCompiler().
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithUnsafeBuiltins(unsafeBuiltins())
-	c.Compile(b.modules)
+	c.Compile(src.modules)
 	if c.Failed() {
 		return nil, c.Errors
 	}

@@ -47,11 +47,11 @@ func (r TestResult) String() string {
 // error is non-nil only if the directory cannot be loaded or compiled; test
 // failures are results.
 func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
-	b, err := loadDir(dir, true)
+	src, err := loadDir(dir, true)
 	if err != nil {
 		return nil, fmt.Errorf("policy: load %s: %w", dir, err)
 	}
-	if len(b.modules) == 0 {
+	if len(src.modules) == 0 {
 		return nil, fmt.Errorf("policy: load %s: %w", dir, ErrNoModules)
 	}
 	compiler := ast.NewCompiler().
@@ -61,8 +61,8 @@ func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 	ch, err := tester.NewRunner().
 		SetDefaultRegoVersion(ast.RegoV1).
 		SetCompiler(compiler).
-		SetStore(b.store()).
-		SetModules(b.modules).
+		SetStore(src.store()).
+		SetModules(src.modules).
 		RaiseBuiltinErrors(true).
 		CapturePrintOutput(true).
 		RunTests(ctx, nil)

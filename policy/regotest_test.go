@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/format"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -17,6 +19,20 @@ func TestDefaultPolicyRegoTests(t *testing.T) {
 	require.NotEmpty(t, results)
 	for _, r := range results {
 		assert.Equal(t, TestPass, r.Outcome, "%s\n%s", r, r.Output)
+	}
+}
+
+// TestDefaultPolicyIsFormatted keeps configs/policy as `opa fmt` writes it.
+func TestDefaultPolicyIsFormatted(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(defaultDir, "*.rego"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		want, err := format.SourceWithOpts(f, src, format.Opts{RegoVersion: ast.RegoV1})
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(src), "%s is not formatted (opa fmt)", f)
 	}
 }
 

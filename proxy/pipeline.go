@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -31,6 +32,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.cors(w, r, x) {
+		return
+	}
+	if r.ContentLength > p.cfg.Limits.MaxBody {
+		p.respond(w, x, classifyProblem(fmt.Errorf("%w: more than %d bytes", errTooLarge, p.cfg.Limits.MaxBody)))
 		return
 	}
 

@@ -302,3 +302,17 @@ func TestSMARTConfigurationUnauthenticated(t *testing.T) {
 	resp = h.do(t, "GET", "/fhir/metadata", nil, "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "metadata needs a caller")
 }
+
+func TestBodyLimit(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.Limits.MaxBody = 64 }, nil)
+	hdr := withHeaders(map[string]string{"Content-Type": "application/fhir+json"})
+	resp := h.do(t, "POST", "/fhir/Observation", hdr, strings.Repeat("x", 65))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Empty(t, h.seen(), "an oversized body never starts upstream")
+	resp = h.do(t, "POST", "/fhir/Observation", hdr, `{"resourceType":"Observation"}`)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	ev, _ := h.audit.all()
+	require.Len(t, ev, 2)
+	assert.Equal(t, "denied", ev[0].Outcome)
+	assert.Equal(t, 413, ev[0].Request.Status)
+}

@@ -15,8 +15,8 @@
 #
 # Undefined safety: rules read input fields directly (input.resource.kind,
 # ...). A missing or wrongly typed field makes the expressions that read it
-# undefined, which can only remove a grant; every denial that depends on a
-# field's value is written with `not`, so a missing field triggers it.
+# undefined. Grants need their fields, so a missing field removes a grant;
+# denials test with `not` wherever a missing field must deny.
 # robustness_test.rego holds this in place.
 #
 # Performance: this runs on every request and every resource of every
@@ -50,8 +50,9 @@ allow if {
 
 # A deny says why. An allow gives no reasons: the audit event already
 # records who did what, and skipping them keeps the allow path short.
-reasons := [] if allow
-else := sort(deny_reasons)
+reasons := [] if {
+	allow
+} else := sort(deny_reasons)
 
 # deny_reasons is never empty, so no denial goes out without a reason.
 deny_reasons := r if {
@@ -60,12 +61,15 @@ deny_reasons := r if {
 } else := {"no rule allows this request"}
 
 # what describes the request in reasons, e.g. "read Observation".
-what := sprintf("run %s on %s", [operation_label, type_label]) if resource.action == "operation"
-else := sprintf("%s %s", [action_label, type_label])
+what := sprintf("run %s on %s", [operation_label, type_label]) if {
+	resource.action == "operation"
+} else := sprintf("%s %s", [action_label, type_label])
 
-action_label := "read the history of" if resource.action == "history"
-else := resource.action if is_string(resource.action)
-else := "(no action)"
+action_label := "read the history of" if {
+	resource.action == "history"
+} else := resource.action if {
+	is_string(resource.action)
+} else := "(no action)"
 
 type_label := resource.type if {
 	is_string(resource.type)

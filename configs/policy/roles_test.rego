@@ -96,3 +96,13 @@ test_wildcard_covers_clinical_types_only if {
 	denied_because(["physician"], read("Claim"), "role physician may not read Claim")
 	denied_because(["nurse"], read("*"), "role nurse may not read *")
 }
+
+# Health information management corrects the record: the only role that may
+# delete (an entered-in-error resource), never create.
+test_him if {
+	allowed(["him"], read("Observation"))
+	allowed(["him"], write("update", "Condition"))
+	allowed(["him"], write("delete", "Observation"))
+	denied_because(["him"], write("create", "Observation"), "role him may not create Observation")
+	denied_because(["him"], read("Claim"), "role him may not read Claim")
+}
