@@ -24,7 +24,11 @@ func FuzzNormalise(f *testing.F) {
 		if tg.RawQuery != "" {
 			canon += "?" + tg.RawQuery
 		}
-		again, err := normaliseTarget(canon, lim)
+		// Re-encoding may lengthen the target (a raw '"' becomes %22), so
+		// the client's length limit does not apply to the canonical form.
+		relaxed := lim
+		relaxed.MaxTargetLength = 0
+		again, err := normaliseTarget(canon, relaxed)
 		require.NoError(t, err, "canonical form %q must normalise", canon)
 		require.Equal(t, tg.EscapedPath, again.EscapedPath)
 		require.Equal(t, tg.RawQuery, again.RawQuery)
