@@ -139,7 +139,7 @@ func (src *source) store() storage.Store {
 func (src *source) compiler() (*ast.Compiler, error) {
 	c := ast.NewCompiler().
 		WithDefaultRegoVersion(ast.RegoV1).
-		WithUnsafeBuiltins(unsafeBuiltins())
+		WithCapabilities(capabilities())
 	c.Compile(src.modules)
 	if c.Failed() {
 		return nil, c.Errors
@@ -147,14 +147,19 @@ func (src *source) compiler() (*ast.Compiler, error) {
 	return c, nil
 }
 
-// unsafeBuiltins lists the built-ins a policy may not call.
+// capabilities are this OPA's built-ins less those a policy may not call.
 //
 // Security: a decision must not do network I/O: it would make the hot path
 // depend on remote services and let a policy leak input. Relationship data
 // reaches the policy through the input instead.
-func unsafeBuiltins() map[string]struct{} {
-	return map[string]struct{}{
-		ast.HTTPSend.Name:        {},
-		ast.NetLookupIPAddr.Name: {},
+func capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	kept := caps.Builtins[:0]
+	for _, b := range caps.Builtins {
+		if b.Name != ast.HTTPSend.Name && b.Name != ast.NetLookupIPAddr.Name {
+			kept = append(kept, b)
+		}
 	}
+	caps.Builtins = kept
+	return caps
 }

@@ -56,7 +56,7 @@ func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 	}
 	compiler := ast.NewCompiler().
 		WithDefaultRegoVersion(ast.RegoV1).
-		WithUnsafeBuiltins(unsafeBuiltins()).
+		WithCapabilities(capabilities()).
 		WithEnablePrintStatements(true)
 	ch, err := tester.NewRunner().
 		SetDefaultRegoVersion(ast.RegoV1).

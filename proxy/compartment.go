@@ -77,12 +77,6 @@ var patientCompartment = map[string][]string{
 	"VisionPrescription":          {"patient"},
 }
 
-// inCompartment reports whether resources of type t can belong to a patient.
-func inCompartment(t string) bool {
-	_, ok := patientCompartment[t]
-	return ok
-}
-
 // isPatientParam reports whether search parameter name (without modifier)
 // names the patient for type t: "patient", "subject" and "beneficiary" on any
 // compartment type, the type's compartment parameters, and "_id" on Patient.

@@ -59,11 +59,9 @@ func joinReasons(rs []string) string {
 // a FHIR OperationOutcome. If the audit log refuses a success, the client
 // gets 503 instead (fail closed).
 func (p *Proxy) respond(w http.ResponseWriter, x *exchange, pr apiProblem) {
-	status := pr.status
 	if !x.committed {
 		body := outcomeBody(pr, x.requestID)
-		status = p.commit(context.Background(), x, pr.status, int64(len(body)), pr.status >= 400)
-		if status != pr.status {
+		if p.commit(context.Background(), x, pr.status, int64(len(body)), pr.status >= 400) != pr.status {
 			pr = auditUnavailable()
 		}
 	}
