@@ -44,11 +44,21 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 // BenchmarkInputValue compares ways to turn an Input into the policy input:
-// the direct builder Decide uses, and the JSON round trips it replaces.
+// the direct builder Decide uses (with the default policy's fields, as
+// Decide builds it, and whole), and the JSON round trips it replaces.
 func BenchmarkInputValue(b *testing.B) {
 	in := physicianRead()
+	b.Run("direct/default-policy-fields", func(b *testing.B) {
+		enc := newDefaultEngine(b).enc
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := enc.input(&in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("direct", func(b *testing.B) {
-		enc := newEncoder()
+		enc := newEncoder(allFields)
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := enc.input(&in); err != nil {

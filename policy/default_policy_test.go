@@ -112,8 +112,10 @@ func TestDefaultPolicy(t *testing.T) {
 			true, nil},
 		{"patient reads another patient", asPatient(known("read", "Observation")),
 			false, []string{"role patient may only access the caller's own records"}},
-		{"patient read by id waits for the response", asPatient(withPatients(known("read", "Observation"), chartguard.PatientsUnknown)),
-			true, nil},
+		// Until the response phase checks the resource itself, a read by id
+		// names no patient and a patient may not make it.
+		{"patient read by id names no patient", asPatient(withPatients(known("read", "Observation"), chartguard.PatientsUnknown)),
+			false, []string{"role patient may only access the caller's own records"}},
 		{"patient response phase decides on the resource", asPatient(func() chartguard.Resource {
 			r := known("read", "Observation")
 			r.Phase = chartguard.PhaseResponse

@@ -7,9 +7,13 @@
 // hidden files and directories and other file types are skipped. It
 // parses the modules as Rego v1, compiles them, checks that the configured
 // query names a rule and prepares the query. Any problem fails [New] with
-// an error that names the file and line. The resulting [Engine] is
-// immutable and safe for concurrent use; a reload builds a new Engine and
-// the caller swaps it in.
+// an error that names the file and line. A policy can also check itself
+// once at load: if the query's package defines load_errors (a set of
+// strings, typically about the shape of its data), [New] fails with
+// [ErrLoadErrors] unless it is empty, so checks that would otherwise run
+// on every decision run once. The resulting [Engine] is immutable and safe
+// for concurrent use; a reload builds a new Engine and the caller swaps it
+// in.
 //
 // [Engine.Decide] evaluates the prepared query against one
 // [chartguard.Input] and returns a [chartguard.Decision] carrying a fresh
@@ -19,9 +23,10 @@
 // ([ReasonUndefined], [ReasonMalformed], ...) and an error wrapping
 // [ErrUndefined], [ErrShape], [ErrEval], [ErrTimeout], [ErrInput] or the
 // context's error. The policy sees exactly the JSON encoding of the Input
-// (nil slices are null, omitempty fields are absent), and its clock
-// (time.now_ns) reads Input.Request.Time when that is set. Built-in errors
-// are raised, not treated as undefined, so they deny too.
+// (nil slices are null, omitempty fields are absent), less the parts no
+// rule of the policy refers to, which it cannot observe and which are not
+// built; its clock (time.now_ns) reads Input.Request.Time when that is set.
+// Built-in errors are raised, not treated as undefined, so they deny too.
 //
 // [RunTests] runs the Rego unit tests (test_* rules) of a policy directory,
 // for `chartguard policy test`.

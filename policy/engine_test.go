@@ -247,6 +247,18 @@ func TestNewErrors(t *testing.T) {
 			want:  "merge error"},
 		{name: "bad JSON names file",
 			files: map[string]string{"p.rego": ok, "data.json": `{"x": `}, want: "data.json"},
+		{name: "load_errors reported",
+			files:   map[string]string{"p.rego": ok + "\nload_errors contains \"table x is wrong\" if data.x == 1\n", "data.json": `{"x": 1}`},
+			wantErr: ErrLoadErrors, want: "(1): table x is wrong"},
+		{name: "load_errors capped",
+			files:   map[string]string{"p.rego": ok + "\nload_errors contains sprintf(\"e%02d\", [i]) if some i in numbers.range(1, 12)\n"},
+			wantErr: ErrLoadErrors, want: "(12): e01; e02; e03; e04; e05; e06; e07; e08; e09; e10; and 2 more"},
+		{name: "load_errors of the wrong type",
+			files:   map[string]string{"p.rego": ok + "\nload_errors := 1\n"},
+			wantErr: ErrShape, want: "data.chartguard.load_errors"},
+		{name: "load_errors failing",
+			files: map[string]string{"p.rego": ok + "\nload_errors contains x if x := to_number(\"a\")\n"},
+			want:  "data.chartguard.load_errors"},
 		{name: "oversized file",
 			files: map[string]string{"p.rego": ok, "big.json": `{"x": "` + strings.Repeat("a", maxFileBytes) + `"}`},
 			want:  "big.json: too large"},
@@ -263,6 +275,48 @@ func TestNewErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// TestNewAcceptsEmptyLoadErrors: load_errors that is empty or undefined
+// does not stop a policy loading.
+func TestNewAcceptsEmptyLoadErrors(t *testing.T) {
+	const decision = "package chartguard\n\ndecision := {\"allow\": true}\n"
+	for name, rule := range map[string]string{
+		"empty set":   "load_errors contains \"x\" if data.x == 2\n",
+		"empty array": "load_errors := []\n",
+		"undefined":   "load_errors := [] if data.x == 2\n",
+		"elsewhere":   "package other\n\nload_errors := {\"not ours\"}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{"p.rego": decision + "\n" + rule, "data.json": `{"x": 1}`}
+			if name == "elsewhere" {
+				files = map[string]string{"p.rego": decision, "q.rego": rule}
+			}
+			e := newEngine(t, files, Config{})
+			in := physicianRead()
+			d, err := e.Decide(t.Context(), &in)
+			require.NoError(t, err)
+			assert.True(t, d.Allow)
+		})
+	}
+}
+
+// TestDefaultPolicyRefusesOldData: the default policy's load_errors
+// refuses data.json in the list shape of earlier versions, in which its
+// lookups would fail open.
+func TestDefaultPolicyRefusesOldData(t *testing.T) {
+	files := map[string]string{"data.json": `{"chartguard_data": {"self_only_roles": ["patient", "proxy"], "clinical_types": ["Observation"]}}`}
+	rego, err := filepath.Glob(filepath.Join(defaultDir, "*.rego"))
+	require.NoError(t, err)
+	for _, f := range rego {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		files[filepath.Base(f)] = string(b)
+	}
+	_, err = New(t.Context(), Config{Dir: policyDir(t, files)}, nil)
+	require.ErrorIs(t, err, ErrLoadErrors)
+	assert.Contains(t, err.Error(), "data.chartguard_data.self_only_roles must be an object")
+	assert.Contains(t, err.Error(), "data.chartguard_data.clinical_types must be an object")
 }
 
 func TestNewMissingDir(t *testing.T) {

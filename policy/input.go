@@ -14,13 +14,17 @@ import (
 // encoder converts a [chartguard.Input] to the AST value the policy sees as
 // input.
 //
-// The result is exactly what ast.ValueFromReader would give for
-// json.Marshal(in): the same keys (omitempty fields absent), null for nil
-// slices and maps, RFC 3339 times, and invalid UTF-8 replaced as
-// encoding/json replaces it. Building the terms directly is several times
-// faster than the JSON round trip on this hot path (BenchmarkInputValue);
-// TestInputValueMatchesJSON holds the two in step and fails when a field is
-// added to the shared types without being added here.
+// The result is what ast.ValueFromReader would give for json.Marshal(in):
+// the same keys (omitempty fields absent), null for nil slices and maps,
+// RFC 3339 times, and invalid UTF-8 replaced as encoding/json replaces it.
+// Building the terms directly is several times faster than the JSON round
+// trip on this hot path (BenchmarkInputValue); TestInputValueMatchesJSON
+// holds the two in step and fails when a field is added to the shared types
+// without being added here.
+//
+// An encoder built for a policy leaves out the parts of the input that no
+// rule of that policy refers to (see [inputFields]): the policy cannot
+// observe them, and skipping them saves most of the encoding.
 //
 // An encoder is immutable after newEncoder: it shares prebuilt terms for
 // the object keys and the common enumerated values with every input it
@@ -28,6 +32,7 @@ import (
 // the same way), so concurrent use is safe.
 type encoder struct {
 	terms map[string]*ast.Term
+	use   *fields
 }
 
 // sharedStrings returns the keys of the input document and values that
@@ -56,168 +61,281 @@ func sharedStrings() []string {
 	}
 }
 
-func newEncoder() *encoder {
+// newEncoder returns an encoder that builds the parts of the input use
+// names (allFields for all of it) and also shares a term for each of
+// extra (role and type names from the policy's data, say).
+func newEncoder(use *fields, extra ...string) *encoder {
 	shared := sharedStrings()
-	terms := make(map[string]*ast.Term, len(shared))
-	for _, s := range shared {
-		terms[s] = ast.StringTerm(s)
+	terms := make(map[string]*ast.Term, len(shared)+len(extra))
+	for _, s := range append(shared, extra...) {
+		if utf8.ValidString(s) {
+			terms[s] = ast.StringTerm(s)
+		}
 	}
-	return &encoder{terms: terms}
+	return &encoder{terms: terms, use: use}
 }
+
+// object collects the items of one input object, leaving out the keys the
+// policy does not read.
+type object struct {
+	e     *encoder
+	use   *fields
+	items [][2]*ast.Term
+}
+
+func (e *encoder) object(use *fields, size int) object {
+	return object{e: e, use: use, items: make([][2]*ast.Term, 0, size)}
+}
+
+// wants reports whether the policy reads key; the value need not be built
+// otherwise.
+func (o *object) wants(key string) bool { return o.use.get(key) != nil }
+
+func (o *object) add(key string, value *ast.Term) {
+	o.items = append(o.items, [2]*ast.Term{o.e.str(key), value})
+}
+
+func (o *object) str(key, s string) {
+	if o.wants(key) {
+		o.add(key, o.e.str(s))
+	}
+}
+
+// optStr adds key unless s is empty (JSON omitempty).
+func (o *object) optStr(key, s string) {
+	if s != "" {
+		o.str(key, s)
+	}
+}
+
+func (o *object) strs(key string, ss []string) {
+	if o.wants(key) {
+		o.add(key, o.e.strs(ss))
+	}
+}
+
+// optStrs adds key unless ss is empty (JSON omitempty).
+func (o *object) optStrs(key string, ss []string) {
+	if len(ss) > 0 {
+		o.strs(key, ss)
+	}
+}
+
+func (o *object) boolean(key string, b bool) {
+	if o.wants(key) {
+		o.add(key, ast.InternedTerm(b))
+	}
+}
+
+func (o *object) int(key string, n int64) {
+	if o.wants(key) {
+		o.add(key, ast.InternedTerm(n))
+	}
+}
+
+// time adds t, failing as encoding/json does for years outside 0000-9999
+// even when the policy does not read it, so an input is valid or not
+// whatever the policy.
+func (o *object) time(key string, t time.Time) error {
+	if !o.wants(key) {
+		return checkTime(t)
+	}
+	b, err := t.MarshalText()
+	if err != nil {
+		return err
+	}
+	o.add(key, ast.StringTerm(string(b)))
+	return nil
+}
+
+// checkTime fails where encoding/json would, without building the text.
+func checkTime(t time.Time) error {
+	var buf [64]byte
+	_, err := t.AppendText(buf[:0])
+	return err
+}
+
+func (o *object) term() *ast.Term { return ast.ObjectTerm(o.items...) }
 
 func (e *encoder) input(in *chartguard.Input) (ast.Value, error) {
-	session, err := e.session(&in.Session)
+	o := e.object(e.use, 7)
+	if u := e.use.get("user"); u != nil {
+		o.add("user", e.identity(&in.User, u))
+	}
+	if u := e.use.get("token"); u != nil {
+		o.add("token", e.token(&in.Token, u))
+	}
+	session, err := e.session(&in.Session, e.use.get("session"))
 	if err != nil {
 		return nil, err
 	}
-	request, err := e.request(&in.Request)
+	if session != nil {
+		o.add("session", session)
+	}
+	request, err := e.request(&in.Request, e.use.get("request"))
 	if err != nil {
 		return nil, err
 	}
-	return ast.NewObject(
-		e.item("user", e.identity(&in.User)),
-		e.item("token", e.token(&in.Token)),
-		e.item("session", session),
-		e.item("request", request),
-		e.item("resource", e.resource(&in.Resource)),
-		e.item("relationship", e.relationships(in.Relationship)),
-		e.item("usage", ast.ObjectTerm(
-			e.item("distinct_patients_window", intTerm(int64(in.Usage.DistinctPatientsWindow))),
-		)),
-	), nil
+	if request != nil {
+		o.add("request", request)
+	}
+	if u := e.use.get("resource"); u != nil {
+		o.add("resource", e.resource(&in.Resource, u))
+	}
+	if u := e.use.get("relationship"); u != nil {
+		o.add("relationship", e.relationships(in.Relationship, u))
+	}
+	if u := e.use.get("usage"); u != nil {
+		usage := e.object(u, 1)
+		usage.int("distinct_patients_window", int64(in.Usage.DistinctPatientsWindow))
+		o.add("usage", usage.term())
+	}
+	return ast.NewObject(o.items...), nil
 }
 
-func (e *encoder) identity(u *chartguard.Identity) *ast.Term {
-	items := make([][2]*ast.Term, 0, 9)
-	items = append(items,
-		e.item("iss", e.str(u.Issuer)),
-		e.item("sub", e.str(u.Subject)),
-	)
-	items = e.appendString(items, "name", u.Name)
-	items = e.appendString(items, "email", u.Email)
-	items = append(items, e.item("roles", e.strs(u.Roles)))
-	items = e.appendStrings(items, "groups", u.Groups)
-	items = e.appendString(items, "department", u.Department)
-	items = e.appendString(items, "fhir_user", u.FHIRUser)
-	items = e.appendStrings(items, "patient_links", u.PatientLinks)
-	return ast.ObjectTerm(items...)
+func (e *encoder) identity(u *chartguard.Identity, use *fields) *ast.Term {
+	o := e.object(use, 9)
+	o.str("iss", u.Issuer)
+	o.str("sub", u.Subject)
+	o.optStr("name", u.Name)
+	o.optStr("email", u.Email)
+	o.strs("roles", u.Roles)
+	o.optStrs("groups", u.Groups)
+	o.optStr("department", u.Department)
+	o.optStr("fhir_user", u.FHIRUser)
+	o.optStrs("patient_links", u.PatientLinks)
+	return o.term()
 }
 
-func (e *encoder) token(t *chartguard.Token) *ast.Term {
-	items := make([][2]*ast.Term, 0, 5)
-	items = append(items, e.item("kind", e.str(t.Kind)))
-	items = e.appendString(items, "client_id", t.ClientID)
-	items = e.appendStrings(items, "scopes", t.Scopes)
-	items = e.appendString(items, "launch_patient", t.LaunchPatient)
-	items = e.appendString(items, "purpose_of_use", t.PurposeOfUse)
-	return ast.ObjectTerm(items...)
+func (e *encoder) token(t *chartguard.Token, use *fields) *ast.Term {
+	o := e.object(use, 5)
+	o.str("kind", t.Kind)
+	o.optStr("client_id", t.ClientID)
+	o.optStrs("scopes", t.Scopes)
+	o.optStr("launch_patient", t.LaunchPatient)
+	o.optStr("purpose_of_use", t.PurposeOfUse)
+	return o.term()
 }
 
-func (e *encoder) session(s *chartguard.SessionInfo) (*ast.Term, error) {
-	grants := ast.NullTerm()
-	if s.BreakGlass != nil {
-		terms := make([]*ast.Term, len(s.BreakGlass))
+// session returns nil if the policy does not read the session (but still
+// checks that its times can be encoded).
+func (e *encoder) session(s *chartguard.SessionInfo, use *fields) (*ast.Term, error) {
+	if use.get("break_glass") == nil {
 		for i := range s.BreakGlass {
-			g := &s.BreakGlass[i]
-			expires, err := timeTerm(g.ExpiresAt)
-			if err != nil {
+			if err := checkTime(s.BreakGlass[i].ExpiresAt); err != nil {
 				return nil, fmt.Errorf("session.break_glass[%d].expires_at: %w", i, err)
 			}
-			terms[i] = ast.ObjectTerm(
-				e.item("grant", e.str(g.Grant)),
-				e.item("patient", e.str(g.Patient)),
-				e.item("reason", e.str(g.Reason)),
-				e.item("expires_at", expires),
-			)
 		}
-		grants = ast.ArrayTerm(terms...)
 	}
-	return ast.ObjectTerm(
-		e.item("mfa", ast.InternedTerm(s.MFA)),
-		e.item("mfa_method", e.str(s.MFAMethod)),
-		e.item("mfa_age_s", intTerm(s.MFAAgeS)),
-		e.item("auth_age_s", intTerm(s.AuthAgeS)),
-		e.item("break_glass", grants),
-	), nil
+	if use == nil {
+		return nil, nil
+	}
+	o := e.object(use, 5)
+	o.boolean("mfa", s.MFA)
+	o.str("mfa_method", s.MFAMethod)
+	o.int("mfa_age_s", s.MFAAgeS)
+	o.int("auth_age_s", s.AuthAgeS)
+	if o.wants("break_glass") {
+		grants, err := e.grants(s.BreakGlass)
+		if err != nil {
+			return nil, err
+		}
+		o.add("break_glass", grants)
+	}
+	return o.term(), nil
 }
 
-func (e *encoder) request(r *chartguard.Request) (*ast.Term, error) {
-	t, err := timeTerm(r.Time)
-	if err != nil {
+// grants encodes every field of every grant: array elements are read by
+// index, so inputFields does not tell them apart.
+func (e *encoder) grants(gs []chartguard.BTGGrant) (*ast.Term, error) {
+	if gs == nil {
+		return ast.NullTerm(), nil
+	}
+	terms := make([]*ast.Term, len(gs))
+	for i := range gs {
+		g := &gs[i]
+		o := e.object(allFields, 4)
+		o.str("grant", g.Grant)
+		o.str("patient", g.Patient)
+		o.str("reason", g.Reason)
+		if err := o.time("expires_at", g.ExpiresAt); err != nil {
+			return nil, fmt.Errorf("session.break_glass[%d].expires_at: %w", i, err)
+		}
+		terms[i] = o.term()
+	}
+	return ast.ArrayTerm(terms...), nil
+}
+
+// request returns nil if the policy does not read the request (but still
+// checks that its time can be encoded).
+func (e *encoder) request(r *chartguard.Request, use *fields) (*ast.Term, error) {
+	if use == nil {
+		if err := checkTime(r.Time); err != nil {
+			return nil, fmt.Errorf("request.time: %w", err)
+		}
+		return nil, nil
+	}
+	o := e.object(use, 5)
+	o.str("method", r.Method)
+	o.str("path", r.Path)
+	if o.wants("query") {
+		o.add("query", e.query(r.Query, use.get("query")))
+	}
+	o.str("ip", r.IP)
+	if err := o.time("time", r.Time); err != nil {
 		return nil, fmt.Errorf("request.time: %w", err)
 	}
-	query := ast.NullTerm()
-	if r.Query != nil {
-		obj := ast.NewObjectWithCapacity(len(r.Query))
-		for k, v := range r.Query {
+	return o.term(), nil
+}
+
+func (e *encoder) query(q map[string][]string, use *fields) *ast.Term {
+	if q == nil {
+		return ast.NullTerm()
+	}
+	obj := ast.NewObjectWithCapacity(len(q))
+	for k, v := range q {
+		if use.wantsKey(k) {
 			obj.Insert(e.str(k), e.strs(v))
 		}
-		query = ast.NewTerm(obj)
 	}
-	return ast.ObjectTerm(
-		e.item("method", e.str(r.Method)),
-		e.item("path", e.str(r.Path)),
-		e.item("query", query),
-		e.item("ip", e.str(r.IP)),
-		e.item("time", t),
-	), nil
+	return ast.NewTerm(obj)
 }
 
-func (e *encoder) resource(r *chartguard.Resource) *ast.Term {
-	items := make([][2]*ast.Term, 0, 11)
-	items = append(items, e.item("kind", e.str(r.Kind)))
-	items = e.appendString(items, "phase", r.Phase)
-	items = append(items,
-		e.item("type", e.str(r.Type)),
-		e.item("id", e.str(r.ID)),
-		e.item("patients", e.strs(r.Patients)),
-		e.item("patient_status", e.str(r.PatientStatus)),
-		e.item("action", e.str(r.Action)),
-		e.item("interaction", e.str(r.Interaction)),
-	)
-	items = e.appendString(items, "operation", r.Operation)
-	items = append(items, e.item("labels", e.strs(r.Labels)))
-	return ast.ObjectTerm(items...)
+func (e *encoder) resource(r *chartguard.Resource, use *fields) *ast.Term {
+	o := e.object(use, 11)
+	o.str("kind", r.Kind)
+	o.optStr("phase", r.Phase)
+	o.str("type", r.Type)
+	o.str("id", r.ID)
+	o.strs("patients", r.Patients)
+	o.str("patient_status", r.PatientStatus)
+	o.str("action", r.Action)
+	o.str("interaction", r.Interaction)
+	o.optStr("operation", r.Operation)
+	o.strs("labels", r.Labels)
+	return o.term()
 }
 
-func (e *encoder) relationships(m map[string]chartguard.Relationship) *ast.Term {
+func (e *encoder) relationships(m map[string]chartguard.Relationship, use *fields) *ast.Term {
 	if m == nil {
 		return ast.NullTerm()
 	}
 	obj := ast.NewObjectWithCapacity(len(m))
 	for patient, rel := range m {
-		items := make([][2]*ast.Term, 0, 4)
-		items = append(items,
-			e.item("care_team", ast.InternedTerm(rel.CareTeam)),
-			e.item("pcp", ast.InternedTerm(rel.PCP)),
-		)
-		if rel.EncounterDaysAgo != nil {
-			items = append(items, e.item("encounter_days_ago", intTerm(int64(*rel.EncounterDaysAgo))))
+		if !use.wantsKey(patient) {
+			continue
 		}
-		items = e.appendString(items, "department", rel.Department)
-		obj.Insert(e.str(patient), ast.ObjectTerm(items...))
+		// Deeper levels are always whole (see inputFields).
+		o := e.object(allFields, 4)
+		o.boolean("care_team", rel.CareTeam)
+		o.boolean("pcp", rel.PCP)
+		if rel.EncounterDaysAgo != nil {
+			o.int("encounter_days_ago", int64(*rel.EncounterDaysAgo))
+		}
+		o.optStr("department", rel.Department)
+		obj.Insert(e.str(patient), o.term())
 	}
 	return ast.NewTerm(obj)
-}
-
-func (e *encoder) item(key string, value *ast.Term) [2]*ast.Term {
-	return [2]*ast.Term{e.str(key), value}
-}
-
-// appendString adds key unless s is empty (JSON omitempty).
-func (e *encoder) appendString(items [][2]*ast.Term, key, s string) [][2]*ast.Term {
-	if s == "" {
-		return items
-	}
-	return append(items, e.item(key, e.str(s)))
-}
-
-// appendStrings adds key unless ss is empty (JSON omitempty).
-func (e *encoder) appendStrings(items [][2]*ast.Term, key string, ss []string) [][2]*ast.Term {
-	if len(ss) == 0 {
-		return items
-	}
-	return append(items, e.item(key, e.strs(ss)))
 }
 
 // strs encodes ss as an array, or null if ss is nil.
@@ -237,20 +355,6 @@ func (e *encoder) str(s string) *ast.Term {
 		return t
 	}
 	return ast.StringTerm(jsonString(s))
-}
-
-// timeTerm encodes t as encoding/json does (RFC 3339 with nanoseconds),
-// failing as it does for years outside 0000-9999.
-func timeTerm(t time.Time) (*ast.Term, error) {
-	b, err := t.MarshalText()
-	if err != nil {
-		return nil, err
-	}
-	return ast.StringTerm(string(b)), nil
-}
-
-func intTerm(n int64) *ast.Term {
-	return ast.InternedTerm(n)
 }
 
 // jsonString returns s as encoding/json would transmit it: each byte of an

@@ -62,7 +62,7 @@ func TestInputValueMatchesJSON(t *testing.T) {
 			Request: chartguard.Request{Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))},
 		}},
 	}
-	enc := newEncoder()
+	enc := newEncoder(allFields)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := enc.input(&tc.in)
@@ -85,7 +85,7 @@ func TestInputValueRejectsUnencodableTimes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, jsonErr := json.Marshal(&tc.in)
 			require.Error(t, jsonErr, "encoding/json refuses it too")
-			_, err := newEncoder().input(&tc.in)
+			_, err := newEncoder(allFields).input(&tc.in)
 			assert.Error(t, err)
 		})
 	}
@@ -101,7 +101,7 @@ func FuzzInputValue(f *testing.F) {
 	}
 	f.Add([]byte(`{"user":{"roles":null,"groups":[]},"request":{"query":{"a":null}},"relationship":{"p":{"encounter_days_ago":0}}}`))
 	f.Add([]byte(`{"session":{"mfa_age_s":-9223372036854775808,"break_glass":[{"expires_at":"2026-01-01T00:00:00.123+05:30"}]}}`))
-	enc := newEncoder()
+	enc := newEncoder(allFields)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var in chartguard.Input
 		if json.Unmarshal(data, &in) != nil {

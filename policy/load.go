@@ -128,6 +128,35 @@ func (src *source) revision() (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
+// maxSharedKeys bounds the data keys dataKeys returns.
+const maxSharedKeys = 4096
+
+// dataKeys returns the object keys in the source's data, at most
+// maxSharedKeys of them. Keys such as role names and resource types recur
+// in inputs, so the encoder shares one term for each.
+func (src *source) dataKeys() []string {
+	var keys []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if len(keys) == maxSharedKeys {
+					return
+				}
+				keys = append(keys, k)
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(src.data)
+	return keys
+}
+
 // store returns an in-memory store holding the source's data. Values are
 // kept as AST so evaluation reads them without conversion.
 func (src *source) store() storage.Store {

@@ -33,30 +33,36 @@ func decisionFromResult(rs rego.ResultSet) (chartguard.Decision, error) {
 // every other key is optional (absent means its zero value) but must have
 // the contract's type when present. Keys outside the contract are ignored.
 // Error messages name keys and types, never values: values may echo input.
+//
+// Each object is read in one pass over its keys (this runs on every
+// decision).
 func parseDecision(v ast.Value) (chartguard.Decision, error) {
 	var d chartguard.Decision
 	obj, ok := v.(ast.Object)
 	if !ok {
 		return d, fmt.Errorf("%w: decision is %s, want object", ErrShape, ast.ValueName(v))
 	}
-	allow := obj.Get(ast.InternedTerm("allow"))
-	if allow == nil {
-		return d, fmt.Errorf("%w: decision has no allow", ErrShape)
-	}
-	var err error
-	if d.Allow, err = asBool("allow", allow); err != nil {
-		return chartguard.Decision{}, err
-	}
-	if d.Reasons, err = optStrings(obj, "reasons", "reasons"); err != nil {
-		return chartguard.Decision{}, err
-	}
-	if d.RequireMFAWithinS, err = optCount(obj, "require_mfa_within_s", "require_mfa_within_s"); err != nil {
-		return chartguard.Decision{}, err
-	}
-	if d.BreakGlass, err = parseBreakGlass(obj.Get(ast.InternedTerm("break_glass"))); err != nil {
-		return chartguard.Decision{}, err
-	}
-	if d.Obligations, err = parseObligations(obj.Get(ast.InternedTerm("obligations"))); err != nil {
+	var hasAllow bool
+	err := eachKey(obj, func(key string, t *ast.Term) (err error) {
+		switch key {
+		case "allow":
+			hasAllow = true
+			d.Allow, err = asBool("allow", t)
+		case "reasons":
+			d.Reasons, err = asStrings("reasons", t)
+		case "require_mfa_within_s":
+			d.RequireMFAWithinS, err = asCount("require_mfa_within_s", t)
+		case "break_glass":
+			d.BreakGlass, err = parseBreakGlass(t)
+		case "obligations":
+			d.Obligations, err = parseObligations(t)
+		}
+		return err
+	})
+	switch {
+	case !hasAllow:
+		return chartguard.Decision{}, fmt.Errorf("%w: decision has no allow", ErrShape)
+	case err != nil:
 		return chartguard.Decision{}, err
 	}
 	return d, nil
@@ -64,20 +70,20 @@ func parseDecision(v ast.Value) (chartguard.Decision, error) {
 
 func parseBreakGlass(t *ast.Term) (chartguard.BreakGlass, error) {
 	var bg chartguard.BreakGlass
-	if t == nil {
-		return bg, nil
-	}
 	obj, ok := t.Value.(ast.Object)
 	if !ok {
 		return bg, fmt.Errorf("%w: break_glass is %s, want object", ErrShape, ast.ValueName(t.Value))
 	}
-	var err error
-	if a := obj.Get(ast.InternedTerm("allowed")); a != nil {
-		if bg.Allowed, err = asBool("break_glass.allowed", a); err != nil {
-			return chartguard.BreakGlass{}, err
+	err := eachKey(obj, func(key string, t *ast.Term) (err error) {
+		switch key {
+		case "allowed":
+			bg.Allowed, err = asBool("break_glass.allowed", t)
+		case "reasons":
+			bg.Reasons, err = asStrings("break_glass.reasons", t)
 		}
-	}
-	if bg.Reasons, err = optStrings(obj, "reasons", "break_glass.reasons"); err != nil {
+		return err
+	})
+	if err != nil {
 		return chartguard.BreakGlass{}, err
 	}
 	return bg, nil
@@ -85,31 +91,41 @@ func parseBreakGlass(t *ast.Term) (chartguard.BreakGlass, error) {
 
 func parseObligations(t *ast.Term) (chartguard.Obligations, error) {
 	var o chartguard.Obligations
-	if t == nil {
-		return o, nil
-	}
 	obj, ok := t.Value.(ast.Object)
 	if !ok {
 		return o, fmt.Errorf("%w: obligations is %s, want object", ErrShape, ast.ValueName(t.Value))
 	}
-	var err error
-	if o.Redact, err = optStrings(obj, "redact", "obligations.redact"); err != nil {
-		return chartguard.Obligations{}, err
-	}
-	if b := obj.Get(ast.InternedTerm("block_export")); b != nil {
-		if o.BlockExport, err = asBool("obligations.block_export", b); err != nil {
-			return chartguard.Obligations{}, err
+	err := eachKey(obj, func(key string, t *ast.Term) (err error) {
+		switch key {
+		case "redact":
+			o.Redact, err = asStrings("obligations.redact", t)
+		case "block_export":
+			o.BlockExport, err = asBool("obligations.block_export", t)
+		case "max_count":
+			var n int64
+			n, err = asCount("obligations.max_count", t)
+			o.MaxCount = int(n)
+		case "tags":
+			o.Tags, err = asStrings("obligations.tags", t)
 		}
-	}
-	maxCount, err := optCount(obj, "max_count", "obligations.max_count")
+		return err
+	})
 	if err != nil {
 		return chartguard.Obligations{}, err
 	}
-	o.MaxCount = int(maxCount)
-	if o.Tags, err = optStrings(obj, "tags", "obligations.tags"); err != nil {
-		return chartguard.Obligations{}, err
-	}
 	return o, nil
+}
+
+// eachKey calls f for each string key of obj, in key order, until f fails.
+func eachKey(obj ast.Object, f func(key string, value *ast.Term) error) error {
+	var err error
+	obj.Until(func(k, v *ast.Term) bool {
+		if key, ok := k.Value.(ast.String); ok {
+			err = f(string(key), v)
+		}
+		return err != nil
+	})
+	return err
 }
 
 func asBool(name string, t *ast.Term) (bool, error) {
@@ -120,13 +136,9 @@ func asBool(name string, t *ast.Term) (bool, error) {
 	return bool(b), nil
 }
 
-// optStrings reads obj[key] as a list of strings: an array, or a set (Rego
-// sets encode as JSON arrays). Absent or empty gives nil.
-func optStrings(obj ast.Object, key, name string) ([]string, error) {
-	t := obj.Get(ast.InternedTerm(key))
-	if t == nil {
-		return nil, nil
-	}
+// asStrings reads t as a list of strings: an array, or a set (Rego sets
+// encode as JSON arrays). Empty gives nil.
+func asStrings(name string, t *ast.Term) ([]string, error) {
 	var out []string
 	add := func(i int, e *ast.Term) error {
 		s, ok := e.Value.(ast.String)
@@ -138,6 +150,9 @@ func optStrings(obj ast.Object, key, name string) ([]string, error) {
 	}
 	switch list := t.Value.(type) {
 	case *ast.Array:
+		if list.Len() == 0 {
+			return nil, nil
+		}
 		out = make([]string, 0, list.Len())
 		for i := range list.Len() {
 			if err := add(i, list.Elem(i)); err != nil {
@@ -145,6 +160,9 @@ func optStrings(obj ast.Object, key, name string) ([]string, error) {
 			}
 		}
 	case ast.Set:
+		if list.Len() == 0 {
+			return nil, nil
+		}
 		out = make([]string, 0, list.Len())
 		for i, e := range list.Slice() {
 			if err := add(i, e); err != nil {
@@ -154,19 +172,12 @@ func optStrings(obj ast.Object, key, name string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("%w: %s is %s, want array of strings", ErrShape, name, ast.ValueName(t.Value))
 	}
-	if len(out) == 0 {
-		return nil, nil
-	}
 	return out, nil
 }
 
-// optCount reads obj[key] as a non-negative integer below 2^31 (seconds or
-// a count). Absent gives 0.
-func optCount(obj ast.Object, key, name string) (int64, error) {
-	t := obj.Get(ast.InternedTerm(key))
-	if t == nil {
-		return 0, nil
-	}
+// asCount reads t as a non-negative integer below 2^31 (seconds or a
+// count).
+func asCount(name string, t *ast.Term) (int64, error) {
 	n, ok := t.Value.(ast.Number)
 	if !ok {
 		return 0, fmt.Errorf("%w: %s is %s, want number", ErrShape, name, ast.ValueName(t.Value))

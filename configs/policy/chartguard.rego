@@ -10,8 +10,23 @@
 # actions and resource types, never patients or users, because ChartGuard
 # shows them to the caller and copies them word for word into the audit log.
 #
-# Per-role permissions, the list of clinical types and the behaviour flags
+# Data: per-role permissions, the clinical types and the behaviour flags
 # live in data.json (data.chartguard_data) and reload with this policy.
+# Every list there is an object whose keys are the members and whose
+# values are true, so a membership test is one lookup (ChartGuard refuses
+# to load other shapes, data_checks.rego):
+#
+#	"clinical_types":  {"Observation": true, ...}
+#	"self_only_roles": {"patient": true}
+#	"roles": {"physician": {"read": {"*": true, "Practitioner": true}, ...}}
+#
+# roles maps a role, then an audit action (read, vread, search, history,
+# create, update, patch, delete), to the resource types it may take that
+# action on; "*" stands for every clinical type. The "operation" key
+# lists FHIR operation names (without "$") instead. An absent key grants
+# nothing. self_only_roles may only touch their own records ("patient"
+# always is). "search_requires_patient": false switches off the rule that
+# searches over clinical data must name a patient.
 #
 # Undefined safety: rules read input fields directly (input.resource.kind,
 # ...). A missing or wrongly typed field makes the expressions that read it
@@ -20,17 +35,72 @@
 # robustness_test.rego holds this in place.
 #
 # Performance: this runs on every request and every resource of every
-# response, so rules read input and data directly, the allow path stops at
-# the first grant (granted is a complete rule, evaluated with early exit),
-# and reason strings are built only for denials.
+# response, and OPA pays for each rule, lookup and built-in it evaluates.
+# So decision restates the grant and the absence of every denial in one
+# body (see its comment), membership tests are object lookups, the shape
+# of data.json is checked once at load (data_checks.rego) instead of on
+# every request, and the denials set and the reason strings are computed
+# only when the request is denied. BenchmarkDecide in package policy
+# measures it.
 package chartguard
 
 import input.resource
+import input.user
 
 # decision is always defined and always has every key of the contract.
+#
+# It allows when a grant applies (granted, grants.rego) and no denial does
+# (denials, denials.rego), written as one body per kind of grant that
+# checks the grant and the positive form of every denial that can apply to
+# it. So the allow path evaluates no denial and builds nothing: an allow is
+# a constant document. Only a deny computes its reasons. An allow gives no
+# reasons: the audit event already records who did what.
+# decision_test.rego checks that allow is exactly granted with no
+# denials, on every combination of its test inputs.
 decision := {
-	"allow": allow,
-	"reasons": reasons,
+	"allow": true,
+	"reasons": [],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": {
+		"redact": [],
+		"block_export": false,
+		"max_count": 0,
+		"tags": [],
+	},
+} if {
+	# A data request: a role of the caller permits it (on the caller's
+	# own records for a self-only role), the caller is authenticated, and
+	# a search or operation names its patients. The other denials cannot
+	# apply then: the kind is fhir or route, the caller has a role, and
+	# the action is known, since the roles table lists only known actions
+	# (data_checks.rego).
+	is_data_request
+	some role in user.roles
+	role != ""
+	role_permits(role)
+	records_ok(role)
+	is_string(user.sub)
+	user.sub != ""
+	not patients_unnamed
+} else := {
+	"allow": true,
+	"reasons": [],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": {
+		"redact": [],
+		"block_export": false,
+		"max_count": 0,
+		"tags": [],
+	},
+} if {
+	# Capabilities and static content: no denial applies to them once the
+	# caller is authenticated.
+	granted_without_role
+} else := {
+	"allow": false,
+	"reasons": sort(deny_reasons),
 	"break_glass": {"allowed": false, "reasons": []},
 	"require_mfa_within_s": 0,
 	"obligations": {
@@ -41,18 +111,8 @@ decision := {
 	},
 }
 
-default allow := false
-
-allow if {
-	count(denials) == 0
-	granted
-}
-
-# A deny says why. An allow gives no reasons: the audit event already
-# records who did what, and skipping them keeps the allow path short.
-reasons := [] if {
-	allow
-} else := sort(deny_reasons)
+# allow is the decision's verdict.
+allow := decision.allow
 
 # deny_reasons is never empty, so no denial goes out without a reason.
 deny_reasons := r if {
@@ -61,11 +121,15 @@ deny_reasons := r if {
 } else := {"no rule allows this request"}
 
 # what describes the request in reasons, e.g. "read Observation".
-what := sprintf("run %s on %s", [operation_label, type_label]) if {
-	resource.action == "operation"
-} else := sprintf("%s %s", [action_label, type_label])
+what := concat(" ", [verb, type_label])
 
-action_label := "read the history of" if {
+verb := sprintf("run operation $%s on", [resource.operation]) if {
+	resource.action == "operation"
+	is_string(resource.operation)
+	resource.operation != ""
+} else := "run an unnamed operation on" if {
+	resource.action == "operation"
+} else := "read the history of" if {
 	resource.action == "history"
 } else := resource.action if {
 	is_string(resource.action)
@@ -75,8 +139,3 @@ type_label := resource.type if {
 	is_string(resource.type)
 	resource.type != ""
 } else := "all resource types"
-
-operation_label := sprintf("operation $%s", [resource.operation]) if {
-	is_string(resource.operation)
-	resource.operation != ""
-} else := "an unnamed operation"

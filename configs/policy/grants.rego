@@ -1,12 +1,10 @@
 # Grants: granted holds when something allows the request; missing_grants
-# says why nothing did.
+# says why nothing did. decision (chartguard.rego) restates granted for
+# speed; decision_test.rego checks that the two agree.
 #
-# Per-role permissions come from data.chartguard_data.roles, keyed by role
-# then audit action (read, vread, search, history, create, update, patch,
-# delete) to a list of resource types; "*" stands for every type in
-# data.chartguard_data.clinical_types. The "operation" key lists FHIR
-# operation names (without "$") instead of types. A user with several roles
-# gets the union of their permissions.
+# Per-role permissions come from data.chartguard_data.roles (the shape is
+# described in chartguard.rego). A user with several roles gets the union
+# of their permissions.
 package chartguard
 
 import data.chartguard_data as cfg
@@ -19,8 +17,9 @@ authenticated if {
 	user.sub != ""
 }
 
-# user_roles is the set of the caller's roles (non-empty strings only).
-user_roles contains role if {
+# has_role holds when the caller has at least one role (a non-empty
+# string).
+has_role if {
 	some role in user.roles
 	is_string(role)
 	role != ""
@@ -28,73 +27,87 @@ user_roles contains role if {
 
 # FHIR and route requests are decided on the per-role table; capabilities
 # and static content have their own rules.
+is_data_request if resource.kind == "route"
+
 is_data_request if {
-	resource.kind in {"fhir", "route"}
-	not is_capabilities
+	resource.kind == "fhir"
+	not resource.interaction == "capabilities"
 }
 
-is_capabilities if {
+# Capabilities and static content: every authenticated caller, whatever
+# their roles.
+granted_without_role if {
 	resource.kind == "fhir"
 	resource.interaction == "capabilities"
-}
-
-granted if {
-	is_capabilities
 	authenticated
 }
 
-granted if {
+granted_without_role if {
 	resource.kind == "static"
 	authenticated
 }
 
-granted if {
-	is_data_request
-	some role in user_roles
-	not role in self_only_roles
-	role_permits(role)
-}
+granted if granted_without_role
 
+# A data request is granted when one of the caller's roles permits it:
+# for a self-only role, only on the caller's own records. (A role that is
+# not a string cannot be a key of the roles table, so only the empty role
+# needs excluding here; missing_grants, which names roles in reasons,
+# checks is_string too.)
 granted if {
 	is_data_request
-	some role in user_roles
-	role in self_only_roles
+	some role in user.roles
+	role != ""
 	role_permits(role)
-	self_ok
+	records_ok(role)
 }
 
 # role_permits(role) holds when the per-role table lets role take the
-# request's action on its resource type (or run its operation).
+# request's action on its resource type (or run its operation). The
+# lookups come first: they fail soonest. ("*" may not be listed under
+# "operation", data_checks.rego, so the first body needs no check that the
+# action is not an operation.) It is false rather than undefined
+# otherwise, because OPA remembers a function's value for the rest of the
+# evaluation only when it is defined: the deny path asks again.
+default role_permits(_) := false
+
 role_permits(role) if {
-	resource.action != "operation"
-	resource.type != "*"
-	resource.type in cfg.roles[role][resource.action]
+	cfg.roles[role][resource.action]["*"]
+	cfg.clinical_types[resource.type]
 }
 
 role_permits(role) if {
+	cfg.roles[role][resource.action][resource.type]
+	resource.type != "*"
 	resource.action != "operation"
-	"*" in cfg.roles[role][resource.action]
-	resource.type in cfg.clinical_types
 }
 
 role_permits(role) if {
 	resource.action == "operation"
+	cfg.roles[role].operation[resource.operation]
 	resource.operation != ""
-	resource.operation in cfg.roles[role].operation
 }
 
 # missing_grants says why each of the caller's roles did not grant; it is
-# reported only when nothing allowed the request.
-missing_grants contains sprintf("role %s may not %s", [role, what]) if {
+# computed only when nothing allowed the request.
+missing_grants contains reason if {
 	is_data_request
-	some role in user_roles
-	not role_permits(role)
+	some role in user.roles
+	is_string(role)
+	role != ""
+	reason := missing_grant(role)
 }
 
-missing_grants contains sprintf("role %s may only access the caller's own records", [role]) if {
-	is_data_request
-	some role in user_roles
-	role_permits(role)
-	role in self_only_roles
-	not self_ok
+# missing_grant(role) says why role did not grant the request. The first
+# body gives the second's text for the common actions without building
+# what.
+missing_grant(role) := sprintf("role %s may not %s %s", [role, resource.action, resource.type]) if {
+	not role_permits(role)
+	resource.action in {"read", "vread", "search", "create", "update", "patch", "delete"}
+	is_string(resource.type)
+	resource.type != ""
+} else := sprintf("role %s may not %s", [role, what]) if {
+	not role_permits(role)
+} else := sprintf("role %s may only access the caller's own records", [role]) if {
+	not records_ok(role)
 }

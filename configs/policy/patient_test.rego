@@ -43,17 +43,28 @@ test_patient_denied_non_clinical_and_non_patient_types if {
 	not decide(as_patient(object.union(read("Practitioner"), {"patient_status": "none", "patients": []}))).allow
 }
 
-test_patient_read_by_id_deferred_to_response_phase if {
+test_patient_read_by_id_denied_until_response_phase if {
+	# Security: until the response phase checks the resource itself, a
+	# read by id names no patient and must not let a patient read another
+	# patient's record. The response-phase issue will allow it then.
 	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
-	decide(as_patient(by_id)).allow
-	not decide(as_patient(object.union(by_id, {"phase": "response"}))).allow
-	not decide(json.remove(as_patient(by_id), ["resource/phase"])).allow
+	every x in [
+		as_patient(by_id),
+		as_patient(object.union(by_id, {"action": "vread", "interaction": "vread"})),
+		as_patient(object.union(by_id, {"phase": "response"})),
+		json.remove(as_patient(by_id), ["resource/phase"]),
+	] {
+		d := decide(x)
+		d.allow == false
+		d.reasons == ["role patient may only access the caller's own records"]
+	}
 }
 
-test_patient_history_by_id_deferred_to_response_phase if {
+test_patient_history_by_id_denied_until_response_phase if {
 	res := {"type": "Observation", "id": "o1", "action": "history", "interaction": "history-instance", "patient_status": "unknown", "patients": []}
-	decide(as_patient(res)).allow
-	not decide(as_patient(object.union(res, {"phase": "response"}))).allow
+	d := decide(as_patient(res))
+	d.allow == false
+	d.reasons == ["role patient may only access the caller's own records"]
 }
 
 test_patient_search_not_deferred if {
@@ -73,6 +84,17 @@ test_patient_without_links_denied if {
 }
 
 test_patient_role_is_self_only_even_if_data_forgets if {
-	d := decide(as_patient(read("Observation"))) with data.chartguard_data.self_only_roles as []
+	d := decide(as_patient(read("Observation"))) with data.chartguard_data.self_only_roles as {}
 	d.allow == false
+	d.reasons == ["role patient may only access the caller's own records"]
+	d2 := decide(as_patient(read("Observation"))) with data.chartguard_data as json.remove(data.chartguard_data, ["self_only_roles"])
+	d2.allow == false
+	d2.reasons == ["role patient may only access the caller's own records"]
+}
+
+test_self_only_roles_from_data if {
+	d := decide(mk(["nurse"], read("Observation"))) with data.chartguard_data.self_only_roles.nurse as true
+	d.allow == false
+	d.reasons == ["role nurse may only access the caller's own records"]
+	allowed(["nurse"], read("Observation")) with data.chartguard_data.self_only_roles.nurse as false
 }

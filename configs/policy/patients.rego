@@ -6,20 +6,23 @@ import data.chartguard_data as cfg
 import input.resource
 import input.user
 
-# Roles that may only touch their own records. "patient" is always one of
-# them, so data that forgets the list cannot widen a patient's access.
-self_only_roles := {"patient"} | {r | some r in cfg.self_only_roles}
-
-# patients is the set of patient ids the resource belongs to.
-patients contains p if {
-	some p in resource.patients
-	is_string(p)
+# records_ok(role) holds unless role may only touch the caller's own
+# records and the resource is not the caller's own. Self-only roles are
+# those in data.chartguard_data.self_only_roles, and "patient" always, so
+# data that forgets it cannot widen a patient's access.
+records_ok(role) if {
+	role != "patient"
+	not cfg.self_only_roles[role]
 }
 
-# names_patients holds when the request proves which patients it touches.
+records_ok(_) if self_ok
+
+# names_patients holds when the request proves which patients it touches:
+# its status is known and it names at least one patient id.
 names_patients if {
 	resource.patient_status == "known"
-	count(patients) > 0
+	some p in resource.patients
+	is_string(p)
 }
 
 # linked_patients is the set of patient ids the user is (from
@@ -33,25 +36,17 @@ linked_patients contains id if {
 	not contains(id, "/")
 }
 
-# self_ok holds for a self-only role when the resource is the caller's own,
-# or when the decision is deferred to the response phase.
+# self_ok holds for a self-only role when every patient the resource
+# belongs to is the caller.
+#
+# A read, vread or history of one resource by id names no patient until
+# the EMR answers, so self_ok does not hold for it in the request phase and
+# the patient role is denied. The response-phase issue will allow such
+# requests once ChartGuard checks every resource of the response against
+# this rule before any byte reaches the client.
 self_ok if {
 	names_patients
 	every p in resource.patients {
 		p in linked_patients
 	}
-}
-
-# Security: a read, vread or history of one resource by id names no
-# patient until the EMR answers.
-# Threat: a patient reads another patient's record by guessing its id.
-# Choice: allow the request phase and let the response phase (which
-# ChartGuard runs on every resource a response exposes, before any byte
-# reaches the client; DESIGN.md "The request pipeline") decide on the
-# resource's own patients. Accepted risk: the read reaches the EMR, which
-# has no side effect; the response is dropped if it is not the caller's.
-self_ok if {
-	resource.phase == "request"
-	resource.patient_status == "unknown"
-	resource.interaction in {"read", "vread", "history-instance"}
 }

@@ -90,7 +90,7 @@ test_no_role if {
 }
 
 test_wildcard_covers_clinical_types_only if {
-	every t in data.chartguard_data.clinical_types {
+	every t, _ in data.chartguard_data.clinical_types {
 		allowed(["physician"], read(t))
 	}
 	denied_because(["physician"], read("Claim"), "role physician may not read Claim")
