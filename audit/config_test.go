@@ -2,6 +2,7 @@ package audit
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,6 +17,7 @@ func TestSetDefaultsIsSafe(t *testing.T) {
 	assert.Equal(t, 1000, c.MaxPatientsPerEvent)
 	assert.Equal(t, int64(256<<20), c.Segment.MaxBytes)
 	assert.Equal(t, 10000, c.QueueSize)
+	assert.Equal(t, DefaultCommitDelay, c.CommitDelay)
 }
 
 func TestSetDefaultsThenYAML(t *testing.T) {
@@ -54,6 +56,8 @@ func TestValidate(t *testing.T) {
 		{"dir required", func(c *Config) { c.Dir = "" }, []string{"audit.dir: required"}},
 		{"negative patients", func(c *Config) { c.MaxPatientsPerEvent = -1 }, []string{"audit.max_patients_per_event"}},
 		{"negative segment", func(c *Config) { c.Segment.MaxBytes = -1 }, []string{"audit.segment.max_bytes"}},
+		{"commit delay disabled", func(c *Config) { c.CommitDelay = 0 }, nil},
+		{"negative commit delay", func(c *Config) { c.CommitDelay = -time.Millisecond }, []string{"commit delay", "negative"}},
 		{"syslog not built", func(c *Config) { c.Sinks = []SinkConfig{{Type: "syslog"}} },
 			[]string{"audit.sinks[0].type", "not supported yet"}},
 		{"fhir format not built", func(c *Config) { c.Sinks = []SinkConfig{{Type: "stdout", Format: "fhir"}} },

@@ -13,6 +13,9 @@
 // segment to find the next one. A single writer goroutine assigns sequence
 // numbers, writes everything pending with one write call and, when
 // [Config.Durable] is set, one fsync for the whole batch (group commit).
+// Under concurrent load it may hold a batch open for up to
+// [Config.CommitDelay] so that more events share that fsync; a sequential
+// caller is never delayed.
 // Later the records become the leaves of an RFC 6962 Merkle tree with signed
 // checkpoints; nothing here rewrites an acknowledged record, so that is an
 // extension, not a format change.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -50,8 +49,12 @@ type Log struct {
 	m      *metrics
 	sinks  []namedSink
 	now    func() time.Time
-	randMu sync.Mutex // Config.Rand need not be safe for concurrent use
-	rand   io.Reader
+	ids    idSource
+
+	// arriving counts Commit calls preparing their record, not yet handed
+	// to the writer: a sign for the writer that more are about to come.
+	arriving atomic.Int64
+	reqPool  sync.Pool // of *request, reused once their result is read
 
 	reqs    chan *request
 	kick    chan struct{}
@@ -62,8 +65,9 @@ type Log struct {
 	once    sync.Once
 	lastErr error // set by the writer before stopped is closed
 
-	queue recoveryQueue
-	seg   *segmentWriter // owned by the writer goroutine
+	queue   recoveryQueue
+	seg     *segmentWriter // owned by the writer goroutine
+	scratch scratch        // owned by the writer goroutine
 }
 
 // New checks cfg, prepares the directory, finds where the log resumes and
@@ -77,7 +81,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Log, erro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		cfg: cfg, logger: logger, now: cfg.Now, rand: cfg.Rand,
+		cfg: cfg, logger: logger, now: cfg.Now, ids: idSource{r: cfg.Rand},
 		reqs:    make(chan *request, maxBatch),
 		kick:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -86,8 +90,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Log, erro
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if l.rand == nil {
-		l.rand = rand.Reader
+	if l.ids.r == nil {
+		l.ids.r = rand.Reader
 	}
 	stdout := cfg.Stdout
 	if stdout == nil {
@@ -171,15 +175,19 @@ func (l *Log) Commit(ctx context.Context, ev *chartguard.Event) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	l.arriving.Add(1)
 	rec, err := l.prepare(ev)
+	l.arriving.Add(-1) // before the handoff, so it never counts a request the writer holds
 	if err != nil {
 		return err
 	}
-	r := &request{rec: rec, done: make(chan result, 1)}
+	r := l.newRequest(rec)
 	res, err := l.send(ctx, r)
 	if err != nil {
 		return err
 	}
+	r.rec = record{}
+	l.reqPool.Put(r) // the writer is done with it: it sent the result
 	if res.err != nil {
 		if !l.cfg.FailClosed {
 			l.Defer(ev)
@@ -188,8 +196,19 @@ func (l *Log) Commit(ctx context.Context, ev *chartguard.Event) error {
 		return res.err
 	}
 	ev.Seq = res.seq
-	l.writeSinks(ctx, ev)
+	l.writeSinks(ctx, ev, rec)
 	return nil
+}
+
+// newRequest returns a pending request for rec, reusing a pooled one.
+func (l *Log) newRequest(rec record) *request {
+	r, ok := l.reqPool.Get().(*request)
+	if !ok {
+		return &request{rec: rec, done: make(chan result, 1)}
+	}
+	r.rec = rec
+	r.state.Store(pending)
+	return r
 }
 
 // send hands r to the writer and waits for its result.
@@ -234,7 +253,7 @@ func (l *Log) Defer(ev *chartguard.Event) {
 		l.logger.Error("audit event dropped: cannot prepare it", "err", err)
 		return
 	}
-	l.writeSinks(context.Background(), ev)
+	l.writeSinks(context.Background(), ev, rec)
 	if !l.queue.push(rec) {
 		l.m.lost.Inc()
 		if l.queue.noteDrop() {
@@ -282,9 +301,21 @@ func (l *Log) Close() error {
 	return l.lastErr
 }
 
-func (l *Log) writeSinks(ctx context.Context, ev *chartguard.Event) {
+// writeSinks copies ev, logged as rec with ev.Seq, to the extra sinks. The
+// JSON sink gets rec's line, which is what it would marshal.
+func (l *Log) writeSinks(ctx context.Context, ev *chartguard.Event, rec record) {
+	var line []byte
 	for _, s := range l.sinks {
-		if err := s.sink.Write(ctx, ev); err != nil {
+		var err error
+		if js, ok := s.sink.(*JSONSink); ok {
+			if line == nil {
+				line = rec.appendWithSeq(nil, ev.Seq)
+			}
+			err = js.writeLine(line)
+		} else {
+			err = s.sink.Write(ctx, ev)
+		}
+		if err != nil {
 			l.m.failed.WithLabelValues(s.name).Inc()
 			l.logger.Error("audit sink write failed", "sink", s.name, "err", err)
 			continue

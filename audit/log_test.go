@@ -3,14 +3,17 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -395,4 +398,41 @@ func appendTo(t *testing.T, path, s string) {
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, 10*time.Second, time.Millisecond)
+}
+
+func TestEventIDsFromRand(t *testing.T) {
+	stream := make([]byte, 3*idBatch*16)
+	for i := range stream {
+		stream[i] = byte(i * 7)
+	}
+	tests := []struct {
+		name string
+		rand io.Reader
+	}{
+		{"whole reads", bytes.NewReader(stream)},
+		{"one byte per read", iotest.OneByteReader(bytes.NewReader(stream))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Rand = tt.rand
+			l, _ := newLog(t, cfg)
+			for i := range idBatch + 3 { // crosses a refill
+				ev := event(fmt.Sprint(i))
+				require.NoError(t, l.Commit(context.Background(), ev))
+				assert.Equal(t, hex.EncodeToString(stream[16*i:16*(i+1)]), ev.ID, "event %d", i)
+			}
+		})
+	}
+}
+
+func TestEventIDRandFailure(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Rand = iotest.ErrReader(errors.New("entropy gone"))
+	l, _ := newLog(t, cfg)
+	err := l.Commit(context.Background(), event("/a"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "event id")
+	assert.Empty(t, readLog(t, cfg.Dir), "no event without an id")
+	assert.NoError(t, l.Ready(), "the file log itself is fine")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/chartguard/chartguard/chartguard"
@@ -38,7 +39,7 @@ func (r record) appendWithSeq(dst []byte, seq uint64) []byte {
 func (l *Log) prepare(ev *chartguard.Event) (record, error) {
 	ev.V = chartguard.EventVersion
 	if ev.ID == "" {
-		id, err := l.newID()
+		id, err := l.ids.next()
 		if err != nil {
 			return record{}, err
 		}
@@ -84,14 +85,34 @@ func (l *Log) normalise(ev *chartguard.Event) {
 	}
 }
 
-// newID returns 128 random bits in hex.
-func (l *Log) newID() (string, error) {
-	var b [16]byte
-	l.randMu.Lock()
-	_, err := io.ReadFull(l.rand, b[:])
-	l.randMu.Unlock()
-	if err != nil {
-		return "", fmt.Errorf("audit: event id: %w", err)
+// idBatch is how many event ids one read of the random source yields.
+const idBatch = 64
+
+// idSource hands out event ids: 128 random bits in hex each. It reads the
+// random source once per idBatch ids, under a lock because Config.Rand
+// need not be safe for concurrent use.
+//
+// Security: ids name events, they are not secrets (every id is written to
+// the log), so holding the next few in memory exposes nothing.
+type idSource struct {
+	mu  sync.Mutex
+	r   io.Reader
+	buf [idBatch * 16]byte
+	off int // buf[off:end] is unused
+	end int
+}
+
+func (s *idSource) next() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.end-s.off < 16 {
+		n, err := io.ReadAtLeast(s.r, s.buf[:], 16)
+		if err != nil {
+			return "", fmt.Errorf("audit: event id: %w", err)
+		}
+		s.off, s.end = 0, n
 	}
-	return hex.EncodeToString(b[:]), nil
+	id := hex.EncodeToString(s.buf[s.off : s.off+16])
+	s.off += 16
+	return id, nil
 }

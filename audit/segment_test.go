@@ -70,7 +70,7 @@ func TestLastLine(t *testing.T) {
 }
 
 func TestAppendWithSeq(t *testing.T) {
-	l := &Log{cfg: Config{MaxPatientsPerEvent: 10, Node: "n"}, now: fixedNow, rand: bytes.NewReader(make([]byte, 1<<10))}
+	l := &Log{cfg: Config{MaxPatientsPerEvent: 10, Node: "n"}, now: fixedNow, ids: idSource{r: bytes.NewReader(make([]byte, 1<<10))}}
 	tests := []struct {
 		name string
 		ev   *chartguard.Event

@@ -37,10 +37,14 @@ func (s *JSONSink) Write(_ context.Context, ev *chartguard.Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: marshal event: %w", err)
 	}
-	b = append(b, '\n')
+	return s.writeLine(append(b, '\n'))
+}
+
+// writeLine writes one complete JSON line with one Write call.
+func (s *JSONSink) writeLine(line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.w.Write(b); err != nil {
+	if _, err := s.w.Write(line); err != nil {
 		return fmt.Errorf("audit: write sink: %w", err)
 	}
 	return nil

@@ -39,6 +39,10 @@ type result struct {
 func (l *Log) run() {
 	defer close(l.stopped)
 	batch := make([]*request, 0, maxBatch)
+	var delay *commitDelay
+	if l.cfg.Durable && l.cfg.CommitDelay > 0 {
+		delay = newCommitDelay(l.cfg.CommitDelay)
+	}
 	for {
 		batch = batch[:0]
 		select {
@@ -49,7 +53,14 @@ func (l *Log) run() {
 			l.shutdown()
 			return
 		}
-		l.process(drain(l.reqs, batch))
+		batch = drain(l.reqs, batch)
+		if delay != nil {
+			batch = delay.gather(l, batch)
+		}
+		concurrent := l.process(batch)
+		if delay != nil {
+			delay.observe(concurrent)
+		}
 	}
 }
 
@@ -67,23 +78,27 @@ func drain(reqs chan *request, batch []*request) []*request {
 }
 
 // process writes the recovery queue and then the batch's records in one
-// append, and answers the batch.
-func (l *Log) process(batch []*request) {
+// append and answers the batch. It returns how many commits were
+// concurrent: the batch's, and those that queued while it was written
+// (counted before answering, so a sequential caller's next commit cannot
+// be among them).
+func (l *Log) process(batch []*request) int {
 	queued := l.queue.take()
-	recs := make([]record, 0, len(queued)+len(batch))
-	recs = append(recs, queued...)
-	commits, probes := batch[:0:0], batch[:0:0]
+	sc := &l.scratch
+	defer sc.reset()
+	sc.recs = append(sc.recs, queued...)
 	for _, r := range batch {
 		switch {
 		case r.probe:
-			probes = append(probes, r)
+			sc.probes = append(sc.probes, r)
 		case r.take():
-			commits = append(commits, r)
-			recs = append(recs, r.rec)
+			sc.commits = append(sc.commits, r)
+			sc.recs = append(sc.recs, r.rec)
 		}
 	}
-	if len(recs) == 0 && len(probes) == 0 {
-		return
+	recs, commits := sc.recs, sc.commits
+	if len(recs) == 0 && len(sc.probes) == 0 {
+		return 0
 	}
 	first := l.seg.tail.next
 	var n int
@@ -93,6 +108,7 @@ func (l *Log) process(batch []*request) {
 	} else {
 		err = l.seg.probe()
 	}
+	concurrent := len(commits) + len(l.reqs)
 	l.queue.settle(queued, min(n, len(queued)))
 	l.m.written.WithLabelValues(sinkFile).Add(float64(n))
 	if err != nil {
@@ -109,9 +125,29 @@ func (l *Log) process(batch []*request) {
 			r.done <- result{err: err}
 		}
 	}
-	for _, r := range probes {
+	for _, r := range sc.probes {
 		r.done <- result{err: err}
 	}
+	return concurrent
+}
+
+// scratch holds the writer's per-batch slices so a batch allocates nothing.
+type scratch struct {
+	recs    []record
+	commits []*request
+	probes  []*request
+}
+
+// reset empties the slices, dropping their references, and keeps their
+// arrays unless a recovery flush made recs large.
+func (sc *scratch) reset() {
+	clear(sc.recs)
+	clear(sc.commits)
+	clear(sc.probes)
+	if cap(sc.recs) > 4*maxBatch {
+		sc.recs = nil
+	}
+	sc.recs, sc.commits, sc.probes = sc.recs[:0], sc.commits[:0], sc.probes[:0]
 }
 
 func (l *Log) markUnhealthy(err error) {
