@@ -60,15 +60,16 @@ type Config struct {
 	OpenSegment func(path string) (SegmentFile, error) `yaml:"-"`
 	// QueueSize bounds the in-memory recovery queue. If zero, 10000.
 	QueueSize int `yaml:"-"`
-	// CommitDelay is how long a durable batch may wait for more events
-	// before its write and fsync (like PostgreSQL's commit_delay): the
-	// writer waits only while commits are concurrent (the previous batch
-	// held several, events arrived during it, or a Commit is marshalling),
-	// and stops early once enough events are pending. A single sequential
-	// caller never waits. Trade-off: every event of a delayed batch is
-	// acknowledged up to CommitDelay later (more if the machine is idle:
-	// the Go runtime's timers sleep at least 1 ms then), in exchange for
-	// fewer fsyncs, each costing CPU and disk round trips, under load.
+	// CommitDelay is the longest a durable batch waits for more events
+	// before its write and fsync, like PostgreSQL's commit_delay, so that
+	// under concurrent load one fsync serves more events. The writer waits
+	// only on evidence of concurrent callers (recent batches that held or
+	// overlapped several commits, or a Commit about to hand over) and stops
+	// as soon as as many events are pending as were recently concurrent; a
+	// single sequential caller never waits. Trade-off: an event in a
+	// delayed batch is acknowledged up to CommitDelay later, or up to about
+	// 1 ms if the process is otherwise idle (the Go runtime's timer
+	// resolution then); in return fewer fsyncs cost less CPU under load.
 	// SetDefaults sets DefaultCommitDelay; 0 disables it. Not in YAML yet.
 	CommitDelay time.Duration `yaml:"-"`
 }
