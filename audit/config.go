@@ -15,7 +15,7 @@ const (
 	DefaultQueueSize           = 10000
 	// DefaultCommitDelay is [Config.CommitDelay] after SetDefaults,
 	// chosen by measurement (bench/README.md).
-	DefaultCommitDelay = 200 * time.Microsecond
+	DefaultCommitDelay = time.Millisecond
 )
 
 // Sink types and formats accepted in [SinkConfig].
@@ -63,15 +63,24 @@ type Config struct {
 	// CommitDelay is the longest a durable batch waits for more events
 	// before its write and fsync, like PostgreSQL's commit_delay, so that
 	// under concurrent load one fsync serves more events. The writer waits
-	// only on evidence of concurrent callers (recent batches that held or
-	// overlapped several commits, or a Commit about to hand over) and stops
-	// as soon as as many events are pending as were recently concurrent; a
+	// only on evidence of concurrent callers (Pending; without it, recent
+	// batches that held or overlapped several commits; or a Commit about to
+	// hand over) and stops as soon as that many events are pending; a
 	// single sequential caller never waits. Trade-off: an event in a
 	// delayed batch is acknowledged up to CommitDelay later, or up to about
 	// 1 ms if the process is otherwise idle (the Go runtime's timer
 	// resolution then); in return fewer fsyncs cost less CPU under load.
 	// SetDefaults sets DefaultCommitDelay; 0 disables it. Not in YAML yet.
 	CommitDelay time.Duration `yaml:"-"`
+	// Pending, if set, tells the writer how many events its callers will
+	// commit soon: requests in progress whose Commit has not returned,
+	// including those waiting in Commit. A delayed batch then waits (up to
+	// CommitDelay) for that many events instead of for the concurrency it
+	// observed itself, which undercounts callers that are still busy
+	// elsewhere (waiting for an upstream). A sequential caller reports 1 and
+	// never waits. It is called by the writer goroutine and must be cheap
+	// and safe for concurrent use. Not in YAML: the proxy sets it.
+	Pending func() int `yaml:"-"`
 }
 
 // SinkConfig is one extra sink.

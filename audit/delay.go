@@ -14,9 +14,10 @@ const (
 // and fsync (Config.CommitDelay), like PostgreSQL's commit_delay. It is
 // owned by the writer goroutine.
 //
-// It waits only on evidence of concurrent callers: the recent peak of
+// It waits only on evidence of concurrent callers: the events its callers
+// say are on their way (Config.Pending), or else the recent peak of
 // concurrent commits (a batch's commits plus the requests that queued
-// while it was written), or Commit calls about to hand over. A sequential
+// while it was written); and Commit calls about to hand over. A sequential
 // caller never shows either, so it never waits. A wait ends as soon as the
 // batch is as large as that peak (nobody else is expected), when
 // gatherTarget requests are pending, or after the delay. A wait that
@@ -38,7 +39,11 @@ func newCommitDelay(delay time.Duration) *commitDelay {
 // gather waits for more requests to join batch when concurrent callers
 // are expected, and returns the batch to write.
 func (d *commitDelay) gather(l *Log, batch []*request) []*request {
-	want := min(gatherTarget, max(d.peak[0], d.peak[1], len(batch)+int(l.arriving.Load())))
+	expect := max(d.peak[0], d.peak[1])
+	if l.cfg.Pending != nil {
+		expect = l.cfg.Pending()
+	}
+	want := min(gatherTarget, max(expect, len(batch)+int(l.arriving.Load())))
 	if len(batch) == 0 || len(batch) >= want || !l.healthy.Load() {
 		return batch
 	}

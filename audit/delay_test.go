@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,4 +126,36 @@ func TestCommitDelayOnlyWhenDurable(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Len(t, readLog(t, cfg.Dir), 8)
+}
+
+// TestCommitDelayWaitsForPending: with Config.Pending the writer waits for
+// as many events as its callers say are on their way, and not for more.
+func TestCommitDelayWaitsForPending(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CommitDelay = time.Hour
+	var pending atomic.Int64
+	cfg.Pending = func() int { return int(pending.Load()) }
+	fl := &faults{}
+	cfg.OpenSegment = fl.open
+	l, _ := newLog(t, cfg)
+
+	// One request in progress: it never waits, however long the delay.
+	pending.Store(1)
+	commitWithin(t, l, "/alone")
+	assert.Equal(t, int64(1), fl.syncs.Load())
+
+	// Three in progress: the first waits until the other two have come.
+	pending.Store(3)
+	a := make(chan error, 1)
+	go func() { a <- l.Commit(context.Background(), event("/a")) }()
+	assert.Never(t, func() bool { return len(a) > 0 }, 50*time.Millisecond, time.Millisecond,
+		"/a waits for the events its callers announced")
+	var wg sync.WaitGroup
+	for _, p := range []string{"/b", "/c"} {
+		wg.Go(func() { commitWithin(t, l, p) })
+	}
+	wg.Wait()
+	require.NoError(t, <-a)
+	assert.Equal(t, int64(2), fl.syncs.Load(), "/a, /b and /c share one fsync")
+	assert.ElementsMatch(t, []string{"/alone", "/a", "/b", "/c"}, paths(readLog(t, cfg.Dir)))
 }

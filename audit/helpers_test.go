@@ -34,7 +34,7 @@ type faults struct {
 }
 
 func (fl *faults) open(path string) (SegmentFile, error) {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -53,18 +53,20 @@ type faultFile struct {
 	fl *faults
 }
 
-func (ff *faultFile) Write(p []byte) (int, error) {
+func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	if ff.fl.failWrite.Load() {
 		if ff.fl.partialWrite.Load() {
-			n, _ := ff.f.Write(p[:len(p)/2])
+			n, _ := ff.f.WriteAt(p[:len(p)/2], off)
 			return n, syscall.ENOSPC
 		}
 		return 0, syscall.ENOSPC
 	}
-	n, err := ff.f.Write(p)
+	n, err := ff.f.WriteAt(p, off)
 	ff.fl.lines.Add(int64(bytes.Count(p[:n], []byte("\n"))))
 	return n, err
 }
+
+func (ff *faultFile) Truncate(size int64) error { return ff.f.Truncate(size) }
 
 func (ff *faultFile) Sync() error {
 	ff.fl.syncs.Add(1)
@@ -139,6 +141,7 @@ func readLog(t testing.TB, dir string) []chartguard.Event {
 	for _, name := range segments(t, dir) {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		require.NoError(t, err)
+		b = SegmentData(b)
 		if len(b) > 0 {
 			require.Equal(t, byte('\n'), b[len(b)-1], "segment %s ends in a partial line", name)
 		}

@@ -108,6 +108,15 @@ func TestSeqContinuesAcrossRestart(t *testing.T) {
 		{"partial last line is trimmed", 0, func(t *testing.T, dir string) {
 			appendTo(t, lastSegment(t, dir), `{"v":1,"id":"torn","se`)
 		}, 5},
+		{"preallocated space left by a crash", 0, func(t *testing.T, dir string) {
+			appendTo(t, lastSegment(t, dir), strings.Repeat("\x00", 3*4096))
+		}, 5},
+		{"torn batch in preallocated space is trimmed", 0, func(t *testing.T, dir string) {
+			// Pages of an unacknowledged batch reached the disk out of
+			// order: a partial line, a page never written, then a
+			// complete-looking line. The records end at the first NUL.
+			appendTo(t, lastSegment(t, dir), `{"v":1,"id":"torn"`+strings.Repeat("\x00", 4096)+`{"seq":7}`+"\n"+strings.Repeat("\x00", 100))
+		}, 5},
 		{"empty next segment is reused", 0, func(t *testing.T, dir string) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, segmentName(5)), nil, 0o600))
 		}, 5},
@@ -127,6 +136,55 @@ func TestSeqContinuesAcrossRestart(t *testing.T) {
 			assert.Equal(t, denseSeqs(0, tt.wantKept+3), seqs(logged))
 			assert.Equal(t, "second/0", logged[tt.wantKept].Request.Path)
 		})
+	}
+}
+
+// TestDurableSegmentPreallocation: a durable log writes its records into
+// zero-filled space ahead of them, so readers see records up to the first
+// NUL; a rotated or closed segment ends with its last record.
+func TestDurableSegmentPreallocation(t *testing.T) {
+	for _, durable := range []bool{true, false} {
+		t.Run(fmt.Sprint("durable=", durable), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Durable = durable
+			cfg.Segment.MaxBytes = 2 * preallocBytes
+			l, _ := newLog(t, cfg)
+			for i := range 3 {
+				require.NoError(t, l.Commit(context.Background(), event(fmt.Sprint("/r/", i))))
+			}
+			live, err := os.ReadFile(lastSegment(t, cfg.Dir))
+			require.NoError(t, err)
+			records := SegmentData(live)
+			assert.Equal(t, 3, bytes.Count(records, []byte("\n")))
+			if durable {
+				assert.Len(t, live, preallocBytes, "one preallocation step, zero-filled")
+				assert.Empty(t, bytes.Trim(live[len(records):], "\x00"), "only zeros after the records")
+			} else {
+				assert.Equal(t, records, live, "no preallocation without fsync")
+			}
+
+			require.NoError(t, l.Close())
+			closed, err := os.ReadFile(lastSegment(t, cfg.Dir))
+			require.NoError(t, err)
+			assert.Equal(t, records, closed, "Close removes the zero tail")
+		})
+	}
+}
+
+func TestRotatedSegmentHasNoZeroTail(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Segment.MaxBytes = 1000
+	l, _ := newLog(t, cfg)
+	for i := range 10 {
+		require.NoError(t, l.Commit(context.Background(), event(fmt.Sprintf("/r/%02d", i))))
+	}
+	names := segments(t, cfg.Dir)
+	require.Greater(t, len(names), 2)
+	for _, name := range names[:len(names)-1] {
+		b, err := os.ReadFile(filepath.Join(cfg.Dir, name))
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), "\x00", "rotated segment %s", name)
+		assert.True(t, bytes.HasSuffix(b, []byte("\n")), "rotated segment %s ends with a record", name)
 	}
 }
 
@@ -292,7 +350,7 @@ func TestStdoutSink(t *testing.T) {
 
 	file, err := os.ReadFile(filepath.Join(cfg.Dir, segmentName(0)))
 	require.NoError(t, err)
-	assert.Equal(t, string(file), out.String(), "stdout carries the file's lines byte for byte")
+	assert.Equal(t, string(SegmentData(file)), out.String(), "stdout carries the file's lines byte for byte")
 	assert.Equal(t, 2.0, metricValue(t, reg, "chartguard_audit_events_written_total", "sink", "stdout"))
 }
 

@@ -120,3 +120,37 @@ func FuzzAppendWithSeq(f *testing.F) {
 		assert.Equal(t, string(append(want, '\n')), string(got))
 	})
 }
+
+func TestSegmentDataAndFirstNUL(t *testing.T) {
+	tests := []struct {
+		name, content, want string
+	}{
+		{"empty", "", ""},
+		{"records only", "{\"seq\":0}\n{\"seq\":1}\n", "{\"seq\":0}\n{\"seq\":1}\n"},
+		{"zero tail", "{\"seq\":0}\n\x00\x00\x00", "{\"seq\":0}\n"},
+		{"all zeros", "\x00\x00", ""},
+		{"torn write", "{\"seq\":0}\n{\"se\x00\x00{\"seq\":9}\n\x00", "{\"seq\":0}\n{\"se"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, string(SegmentData([]byte(tt.content))))
+			end, err := firstNUL(strings.NewReader(tt.content), int64(len(tt.content)))
+			require.NoError(t, err)
+			assert.Equal(t, int64(len(tt.want)), end)
+		})
+	}
+}
+
+func TestFirstNULAcrossChunks(t *testing.T) {
+	content := []byte(strings.Repeat("x", 5<<19)) // 2.5 MiB, read in 1 MiB chunks
+	for _, at := range []int{0, 1<<20 - 1, 1 << 20, 2<<20 + 3, len(content) - 1} {
+		c := bytes.Clone(content)
+		c[at] = 0
+		end, err := firstNUL(bytes.NewReader(c), int64(len(c)))
+		require.NoError(t, err)
+		assert.Equal(t, int64(at), end)
+	}
+	end, err := firstNUL(bytes.NewReader(content), int64(len(content)))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(content)), end)
+}

@@ -21,12 +21,14 @@ type fullDisk struct {
 	full *atomic.Bool
 }
 
-func (d fullDisk) Write(b []byte) (int, error) {
+func (d fullDisk) WriteAt(b []byte, off int64) (int, error) {
 	if d.full.Load() {
 		return 0, &os.PathError{Op: "write", Path: d.f.Name(), Err: syscall.ENOSPC}
 	}
-	return d.f.Write(b)
+	return d.f.WriteAt(b, off)
 }
+
+func (d fullDisk) Truncate(size int64) error { return d.f.Truncate(size) }
 
 func (d fullDisk) Sync() error {
 	if d.full.Load() {
@@ -44,7 +46,7 @@ func TestAuditDiskFullFailsClosed(t *testing.T) {
 	full := &atomic.Bool{}
 	e := startEnv(t, envOptions{mutate: func(c *proxy.Config) {
 		c.Audit.OpenSegment = func(path string) (audit.SegmentFile, error) {
-			f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 			if err != nil {
 				return nil, err
 			}

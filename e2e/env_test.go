@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartguard/chartguard/audit"
 	"github.com/chartguard/chartguard/chartguard"
 	"github.com/chartguard/chartguard/examples/fhir-demo/devissuer"
 	"github.com/chartguard/chartguard/examples/fhir-demo/fhirserver"
@@ -220,9 +222,9 @@ func (e *env) events(t testing.TB) []chartguard.Event {
 	sort.Strings(files)
 	var out []chartguard.Event
 	for _, f := range files {
-		fh, err := os.Open(f)
+		b, err := os.ReadFile(f)
 		require.NoError(t, err)
-		sc := bufio.NewScanner(fh)
+		sc := bufio.NewScanner(bytes.NewReader(audit.SegmentData(b)))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			var ev chartguard.Event
@@ -230,7 +232,6 @@ func (e *env) events(t testing.TB) []chartguard.Event {
 			out = append(out, ev)
 		}
 		require.NoError(t, sc.Err())
-		fh.Close()
 	}
 	return out
 }

@@ -86,7 +86,8 @@ type exchange struct {
 	principal *chartguard.Principal
 	decision  *chartguard.Decision
 	committed bool
-	status    int // as committed
+	counted   bool // p.uncommitted no longer counts this request
+	status    int  // as committed
 }
 
 type exchangeKey struct{}
@@ -107,6 +108,7 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 		path:      boundedRawPath(r.RequestURI),
 		userAgent: truncate(r.UserAgent(), 256),
 	}
+	p.uncommitted.Add(1)
 	return x
 }
 
@@ -123,6 +125,10 @@ func (p *Proxy) finish(w http.ResponseWriter, x *exchange) {
 	}
 	if !x.committed {
 		p.respond(w, x, problem(http.StatusInternalServerError, "exception", errors.New("internal error")))
+	}
+	if !x.counted { // an aggregated rate-limit event never reaches commit
+		x.counted = true
+		p.uncommitted.Add(-1)
 	}
 }
 

@@ -316,3 +316,24 @@ func TestBodyLimit(t *testing.T) {
 	assert.Equal(t, "denied", ev[0].Outcome)
 	assert.Equal(t, 413, ev[0].Request.Status)
 }
+
+// TestUncommittedCountsRequestsUntilTheirCommit: the count the audit
+// writer sizes group commits by returns to zero whatever the outcome,
+// including a throttled request whose event is aggregated.
+func TestUncommittedCountsRequestsUntilTheirCommit(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.Limits.UnauthenticatedRPS = 1 }, nil)
+	for _, tc := range []struct {
+		target string
+		hdr    http.Header
+	}{
+		{"/fhir/Patient/p1", good},
+		{"/fhir/Patient/%2e%2e/x", good},
+		{"/fhir/Patient/p1", nil},
+		{"/fhir/Patient/p1", nil},
+		{"/fhir/Patient/p1", nil},
+	} {
+		resp := h.do(t, "GET", tc.target, tc.hdr, "")
+		readBody(t, resp)
+	}
+	assert.Eventually(t, func() bool { return h.proxy.uncommitted.Load() == 0 }, 5*time.Second, time.Millisecond)
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,9 @@ type Proxy struct {
 	metrics    *metrics
 	limiter    *unauthLimiter
 	registry   *prometheus.Registry
+	// uncommitted counts requests in the pipeline whose audit Commit has
+	// not returned; the audit writer reads it to size group commits.
+	uncommitted *atomic.Int64
 
 	stopAggregator context.CancelFunc
 	aggregatorDone chan struct{}
@@ -71,6 +75,8 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Proxy, error) 
 	}
 	auditCfg := cfg.Audit.Config
 	auditCfg.Node = cfg.NodeID
+	uncommitted := new(atomic.Int64)
+	auditCfg.Pending = func() int { return int(uncommitted.Load()) }
 	alog, err := audit.New(auditCfg, logger.With("component", "audit"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -80,6 +86,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Proxy, error) 
 		_ = alog.Close()
 		return nil, err
 	}
+	p.uncommitted = uncommitted
 	return p, nil
 }
 
@@ -88,7 +95,7 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, reg *promet
 	an authn.Authenticator, pol decider, alog auditLog) (*Proxy, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p := &Proxy{cfg: cfg, log: logger, clock: time.Now, registry: reg, authn: an, policy: pol, audit: alog,
-		metrics: newMetrics(reg), limiter: newUnauthLimiter(cfg.Limits.UnauthenticatedRPS)}
+		metrics: newMetrics(reg), limiter: newUnauthLimiter(cfg.Limits.UnauthenticatedRPS), uncommitted: new(atomic.Int64)}
 	if cfg.Audit.Now != nil {
 		p.clock = cfg.Audit.Now
 	}

@@ -106,6 +106,10 @@ func (p *Proxy) commit(ctx context.Context, x *exchange, status int, bytes int64
 	x.committed = true
 	ev := p.event(x, status, bytes)
 	err := p.audit.Commit(ctx, ev)
+	if !x.counted {
+		x.counted = true
+		p.uncommitted.Add(-1)
+	}
 	if err != nil && !refusal {
 		p.log.Error("audit write failed; refusing response", "request_id", x.requestID, "error", err)
 		status = http.StatusServiceUnavailable
