@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -151,29 +152,37 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 		return e.deny(id, ReasonInput, fmt.Errorf("%w: %w", ErrInput, err))
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	// Cancel evaluation when ctx ends. (Without an external Cancel, OPA
-	// starts a goroutine per evaluation to watch ctx.)
-	stopper := topdown.NewCancel()
-	defer context.AfterFunc(ctx, stopper.Cancel)()
+	// Stop the evaluation at the timeout or when ctx ends. One timer and
+	// one ctx callback, rather than a derived context with a deadline:
+	// this runs for every request. (Without an external Cancel, OPA starts
+	// a goroutine per evaluation to watch ctx.)
+	stopper := &deadline{Cancel: topdown.NewCancel()}
+	timer := time.AfterFunc(e.timeout, stopper.expire)
+	defer timer.Stop()
+	if ctx.Done() != nil {
+		defer context.AfterFunc(ctx, stopper.Cancel.Cancel)()
+	}
 	opts := make([]rego.EvalOption, 4, 5)
 	opts[0] = rego.EvalParsedInput(input)
-	opts[1] = rego.EvalExternalCancel(stopper)
+	opts[1] = rego.EvalExternalCancel(stopper.Cancel)
 	opts[2] = rego.EvalBaseCache(noBaseCache{})
 	opts[3] = rego.EvalMetrics(metrics.NoOp())
 	if !in.Request.Time.IsZero() {
 		opts = append(opts, rego.EvalTime(in.Request.Time))
 	}
+	start := time.Now()
 	rs, err := e.query.Eval(ctx, opts...)
-	if err == nil && ctx.Err() != nil {
+	if time.Since(start) >= e.timeout {
+		stopper.expired.Store(true) // the timer may not have run yet
+	}
+	if err == nil && (stopper.expired.Load() || ctx.Err() != nil) {
 		// The cancel lands asynchronously, so an evaluation can finish past
 		// its deadline. A late decision is a timed-out one: deny, so the
 		// outcome never depends on that race.
-		err = ctx.Err()
+		err = errLate
 	}
 	if err != nil {
-		return e.evalFailed(ctx, id, err)
+		return e.evalFailed(ctx, stopper.expired.Load(), id, err)
 	}
 
 	d, err := decisionFromResult(rs)
@@ -193,9 +202,9 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 // come from the input (patient ids, paths). The returned error keeps only
 // the OPA error code and the policy location for those, since callers log
 // it.
-func (e *Engine) evalFailed(ctx context.Context, id string, err error) (chartguard.Decision, error) {
+func (e *Engine) evalFailed(ctx context.Context, expired bool, id string, err error) (chartguard.Decision, error) {
 	switch ctxErr := ctx.Err(); {
-	case errors.Is(ctxErr, context.DeadlineExceeded):
+	case expired || errors.Is(ctxErr, context.DeadlineExceeded):
 		return e.deny(id, ReasonTimeout, fmt.Errorf("%w after %s", ErrTimeout, e.timeout))
 	case ctxErr != nil:
 		return e.deny(id, ReasonCanceled, fmt.Errorf("policy evaluation: %w", ctxErr))
@@ -212,6 +221,21 @@ func (e *Engine) evalFailed(ctx context.Context, id string, err error) (chartgua
 		return e.deny(id, ReasonError, fmt.Errorf("%w: %s%s", ErrEval, te.Code, where))
 	}
 	return e.deny(id, ReasonError, fmt.Errorf("%w: %s%s: %s", ErrEval, te.Code, where, te.Message))
+}
+
+// errLate marks a result that arrived after its evaluation was stopped.
+var errLate = errors.New("policy decision arrived after the evaluation was stopped")
+
+// deadline cancels an evaluation and remembers whether it was because its
+// time ran out.
+type deadline struct {
+	topdown.Cancel
+	expired atomic.Bool
+}
+
+func (d *deadline) expire() {
+	d.expired.Store(true)
+	d.Cancel.Cancel()
 }
 
 // noBaseCache is an OPA base-document cache that caches nothing.
