@@ -15,7 +15,10 @@
 // [Config.Durable] is set, one fsync for the whole batch (group commit).
 // Under concurrent load it may hold a batch open for up to
 // [Config.CommitDelay] so that more events share that fsync; a sequential
-// caller is never delayed.
+// caller is never delayed. A durable log writes into space it zero-filled
+// ahead of its records (so an fsync flushes data, not the file size): the
+// records of a segment end at its first NUL byte ([SegmentData]), and a
+// closed or rotated segment has no zero tail.
 // Later the records become the leaves of an RFC 6962 Merkle tree with signed
 // checkpoints; nothing here rewrites an acknowledged record, so that is an
 // extension, not a format change.
