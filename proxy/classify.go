@@ -39,12 +39,19 @@ func auditAction(interaction, operation string) string {
 	case iSearchType, iSearchSystem, iSearchCompartment:
 		return "search"
 	case iOperation, iBatch:
-		if operation == "export" {
+		if isExportOperation(operation) {
 			return "export"
 		}
 		return "operation"
 	}
 	return chartguard.ActionHTTP
+}
+
+// isExportOperation: $export (system, type, Group and Patient level) and
+// the bulk-data status polling operations servers name after it
+// ($export-poll-status). Their downloads are ordinary reads (Binary).
+func isExportOperation(name string) bool {
+	return name == "export" || strings.HasPrefix(name, "export-")
 }
 
 // patientModifier is the one search modifier that keeps a patient parameter

@@ -173,6 +173,12 @@ func TestNormaliseAndClassify(t *testing.T) {
 		{name: "system export", target: "/fhir/$export", interaction: "operation", status: unknown, action: "export"},
 		{name: "type export", target: "/fhir/Patient/$export", interaction: "operation", typ: "Patient", status: unknown, action: "export"},
 		{name: "group export", target: "/fhir/Group/g1/$export", interaction: "operation", typ: "Group", id: "g1", status: unknown, action: "export"},
+		{name: "group everything", target: "/fhir/Group/g1/$everything", interaction: "operation", typ: "Group", id: "g1", status: unknown, action: "operation"},
+		{name: "patient export", target: "/fhir/Patient/p1/$export", interaction: "operation", typ: "Patient", id: "p1", patients: []string{"p1"}, status: known, action: "export"},
+		{name: "export status poll", target: "/fhir/$export-poll-status?_jobId=j1", interaction: "operation", status: unknown, action: "export"},
+		{name: "other instance operation on Patient", target: "/fhir/Patient/p1/$meta", interaction: "operation", typ: "Patient", id: "p1", patients: []string{"p1"}, status: known, action: "operation"},
+		{name: "instance operation elsewhere", target: "/fhir/Observation/o1/$meta", interaction: "operation", typ: "Observation", id: "o1", status: unknown, action: "operation"},
+		{name: "not an export", target: "/fhir/$exported", interaction: "operation", status: unknown, action: "operation"},
 		{name: "batch", method: "POST", target: "/fhir", interaction: "batch", status: unknown, action: "operation"},
 
 		// --- patients in searches ---

@@ -38,6 +38,7 @@ type Config struct {
 
 	// Derived by LoadConfig; never read from YAML.
 	adminToken     string
+	upstreamSecret string // upstream.auth.client_secret_file's content
 	trustedProxies []netip.Prefix
 	publicURL      *url.URL
 	upstreamURL    *url.URL
@@ -59,6 +60,8 @@ type Limits struct {
 	MaxTargetLength    int           `yaml:"max_target_length"`
 	MaxQueryParams     int           `yaml:"max_query_params"`
 	MaxBody            int64         `yaml:"max_body"`
+	MaxBatchBody       int64         `yaml:"max_batch_body"`
+	MaxFilterBody      int64         `yaml:"max_filter_body"`
 	UnauthenticatedRPS float64       `yaml:"unauthenticated_rps"`
 }
 
@@ -87,9 +90,16 @@ type UpstreamTLS struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
-// UpstreamAuthConfig is how ChartGuard authenticates itself to the upstream.
+// UpstreamAuthConfig is how ChartGuard authenticates itself to the upstream
+// (its service identity): none, mtls (upstream.tls client certificate) or
+// client_credentials (an OAuth 2.0 token from token_url, cached until it
+// expires, sent on every upstream request).
 type UpstreamAuthConfig struct {
-	Mode string `yaml:"mode"` // none (default) or mtls
+	Mode             string   `yaml:"mode"` // none (default), mtls or client_credentials
+	TokenURL         string   `yaml:"token_url"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecretFile string   `yaml:"client_secret_file"`
+	Scopes           []string `yaml:"scopes"`
 }
 
 // CORSConfig lists browser origins allowed to call the API.
@@ -111,9 +121,6 @@ var notYet = map[string]string{
 	"session": "browser sessions", "mfa": "TOTP MFA", "break_glass": "break-the-glass",
 	"export": "export controls", "security_headers": "browser pages", "cache": "static caching",
 	"alerts": "alerting", "assertion": "identity assertion", "compliance": "compliance reports",
-	"limits.max_batch_body": "batch/transaction", "limits.max_filter_body": "response filtering",
-	"upstream.auth.token_url": "client_credentials", "upstream.auth.client_id": "client_credentials",
-	"upstream.auth.client_secret_file": "client_credentials", "upstream.auth.scopes": "client_credentials",
 	"oidc.client_secret_file": "browser SSO", "oidc.scopes": "browser SSO",
 	"oidc.trust_idp_mfa": "browser SSO", "oidc.max_age": "browser SSO",
 	"oidc.refresh_interval": "browser SSO", "oidc.refresh_grace": "browser SSO",
@@ -131,7 +138,7 @@ func defaults() Config {
 		TLS:    TLSConfig{MinVersion: "1.2"},
 		Limits: Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10, MaxTargetLength: 8192,
-			MaxQueryParams: 100, MaxBody: 10 << 20, UnauthenticatedRPS: 50},
+			MaxQueryParams: 100, MaxBody: 10 << 20, MaxBatchBody: 5 << 20, MaxFilterBody: 8 << 20, UnauthenticatedRPS: 50},
 		Admin:    AdminConfig{Listen: "127.0.0.1:9090", MetricsAuth: "token"},
 		Upstream: UpstreamConfig{FHIRBase: "/fhir", Timeout: 30 * time.Second, Auth: UpstreamAuthConfig{Mode: "none"}},
 		CORS:     CORSConfig{AllowedHeaders: []string{"Authorization", "Content-Type"}},
@@ -204,9 +211,9 @@ func (c *Config) validate() error {
 			add(errors.New("upstream.tls.cert_file and key_file: required when upstream.auth.mode is mtls"))
 		}
 	case "client_credentials":
-		add(errors.New("upstream.auth.mode: client_credentials is not supported yet; use none or mtls"))
+		add(c.validateClientCredentials())
 	default:
-		add(fmt.Errorf("upstream.auth.mode: %q is not one of none, mtls", c.Upstream.Auth.Mode))
+		add(fmt.Errorf("upstream.auth.mode: %q is not one of none, mtls, client_credentials", c.Upstream.Auth.Mode))
 	}
 	add(c.validateListeners())
 	for i, p := range c.TrustedProxies {
@@ -225,6 +232,12 @@ func (c *Config) validate() error {
 	for i, r := range c.Routes {
 		_, err := compileRoute(i, r)
 		add(err)
+	}
+	if c.Limits.MaxBatchBody <= 0 {
+		add(errors.New("limits.max_batch_body: must be positive, e.g. 5MiB"))
+	}
+	if c.Limits.MaxFilterBody <= 0 {
+		add(errors.New("limits.max_filter_body: must be positive, e.g. 8MiB (responses above it are refused, never passed unchecked)"))
 	}
 	if c.Audit.AggregateInterval <= 0 {
 		add(errors.New("audit.aggregate_interval: must be positive, e.g. 10s"))
@@ -281,4 +294,38 @@ func parseAbsURL(key, s string, required bool) (*url.URL, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return u, nil
+}
+
+// validateClientCredentials checks upstream.auth for client_credentials and
+// reads the client secret.
+func (c *Config) validateClientCredentials() error {
+	a := c.Upstream.Auth
+	var errs []error
+	if u, err := parseAbsURL("upstream.auth.token_url", a.TokenURL, true); err != nil {
+		errs = append(errs, err)
+	} else if u.Scheme != "https" && !isLoopbackHost(u.Hostname()) {
+		errs = append(errs, errors.New("upstream.auth.token_url: must be https (plain http only on loopback)"))
+	}
+	if a.ClientID == "" {
+		errs = append(errs, errors.New("upstream.auth.client_id: required when upstream.auth.mode is client_credentials"))
+	}
+	if a.ClientSecretFile == "" {
+		errs = append(errs, errors.New("upstream.auth.client_secret_file: required when upstream.auth.mode is client_credentials"))
+	} else if sec, err := readSecretFile("upstream.auth.client_secret_file", a.ClientSecretFile); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.upstreamSecret = sec
+	}
+	if c.Upstream.PassAuthorization {
+		errs = append(errs, errors.New("upstream.pass_authorization: cannot be true with upstream.auth.mode client_credentials (the EMR would see two identities)"))
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
 }

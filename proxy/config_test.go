@@ -80,7 +80,7 @@ func TestConfigErrorsNameKeyAndFix(t *testing.T) {
 		{"bad CIDR", minimalYAML + "trusted_proxies: [everyone]\n", []string{"trusted_proxies[0]", "not a CIDR"}},
 		{"not supported yet", minimalYAML + "session: {store: memory}\n", []string{"session: line 7: not supported yet (browser sessions)"}},
 		{"not supported yet nested", minimalYAML + "policy: {bundle: {url: x}}\n", []string{"policy.bundle", "not supported yet"}},
-		{"client_credentials not yet", withUpstream("upstream: {url: 'http://x', auth: {mode: client_credentials}}"), []string{"upstream.auth.mode", "not supported yet"}},
+		{"client_credentials incomplete", withUpstream("upstream: {url: 'http://x', auth: {mode: client_credentials}}"), []string{"upstream.auth.token_url: required", "upstream.auth.client_id: required", "upstream.auth.client_secret_file: required"}},
 		{"old TLS", minimalYAML + "tls: {min_version: '1.1'}\n", []string{"tls.min_version", `use "1.2" or "1.3"`}},
 		{"half TLS", minimalYAML + "tls: {cert_file: /c.pem}\n", []string{"tls.cert_file and tls.key_file: set both or neither"}},
 		{"missing required", "admin: {listen: ''}\n", []string{"public_url: required", "upstream.url: required", "oidc.issuer", "audit.dir"}},

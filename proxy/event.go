@@ -30,6 +30,15 @@ func (p *Proxy) event(x *exchange, status int, bytes int64) *chartguard.Event {
 		ev.Resource = &chartguard.EventResource{Kind: r.Kind, Interaction: r.Interaction,
 			Type: r.Type, ID: r.ID, Patients: slices.Clone(r.Patients),
 			PatientStatus: r.PatientStatus, Labels: r.Labels}
+		if x.checked {
+			// The response check proved what left: the request's patients
+			// and those of every delivered resource.
+			ev.Resource.Patients, ev.Resource.Labels = exposedPatients(x)
+			ev.Resource.PatientStatus = chartguard.PatientsNone
+			if len(ev.Resource.Patients) > 0 {
+				ev.Resource.PatientStatus = chartguard.PatientsKnown
+			}
+		}
 	} else {
 		ev.Resource = &chartguard.EventResource{Kind: chartguard.KindProxy, Patients: []string{},
 			PatientStatus: chartguard.PatientsNone}

@@ -17,6 +17,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // errAuditRefused makes ModifyResponse hand a response to the error handler
@@ -31,9 +34,13 @@ func (p *Proxy) newForwarder() (*httputil.ReverseProxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	var rt http.RoundTripper = tr
+	if p.cfg.Upstream.Auth.Mode == "client_credentials" {
+		rt = serviceIdentity(p.cfg, tr)
+	}
 	return &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      timedTransport{tr, p.metrics},
+		Transport:      timedTransport{rt, p.metrics},
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.upstreamError,
 		BufferPool:     &bufferPool{},
@@ -66,6 +73,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Del("Transfer-Encoding")
 		out.TransferEncoding = nil
 	}
+	if checksResponse(x.resource) {
+		prepareChecked(out, &x.target)
+	}
+	if x.proofs != nil && x.proofs.ifMatch != "" {
+		out.Header.Set("If-Match", x.proofs.ifMatch) // the version the policy decided on
+	}
 	scrubHeaders(out.Header, p.cfg.Upstream.PassAuthorization)
 	scrubCookies(out.Header)
 	out.Header.Set("X-Request-Id", x.requestID)
@@ -84,8 +97,18 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			delete(resp.Header, k) // CORS is answered by the proxy alone
 		}
 	}
+	p.rewriteLocations(resp.Header)
+	ctx := resp.Request.Context()
+	if x.proofs != nil && x.proofs.ifMatch != "" && resp.StatusCode == http.StatusPreconditionFailed {
+		replaceResponse(resp, apiProblem{status: http.StatusConflict, code: "conflict",
+			message: "the resource changed while ChartGuard checked this write; read it again and retry"}, x.requestID)
+	} else if checksResponse(x.resource) {
+		if pr := p.checkResponse(ctx, resp, x); pr != nil {
+			replaceResponse(resp, *pr, x.requestID)
+		}
+	}
 	resp.Header.Set("X-Request-Id", x.requestID)
-	if p.commit(context.WithoutCancel(resp.Request.Context()), x, resp.StatusCode, resp.ContentLength, false) != resp.StatusCode {
+	if p.commit(context.WithoutCancel(ctx), x, resp.StatusCode, resp.ContentLength, false) != resp.StatusCode {
 		return errAuditRefused
 	}
 	return nil
@@ -241,6 +264,21 @@ func upstreamTransport(cfg *Config) (*http.Transport, error) {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     true,
 	}, nil
+}
+
+// serviceIdentity sends ChartGuard's own OAuth 2.0 client-credentials token
+// on every upstream request; the token is cached until it expires. The
+// client's Authorization never reaches the EMR (scrubHeaders), so the EMR
+// sees one identity: ChartGuard's.
+func serviceIdentity(cfg *Config, base http.RoundTripper) http.RoundTripper {
+	a := cfg.Upstream.Auth
+	cc := &clientcredentials.Config{ClientID: a.ClientID, ClientSecret: cfg.upstreamSecret,
+		TokenURL: a.TokenURL, Scopes: a.Scopes, AuthStyle: oauth2.AuthStyleInHeader}
+	tokenClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		Proxy: nil, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12},
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second}}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, tokenClient)
+	return &oauth2.Transport{Source: oauth2.ReuseTokenSource(nil, cc.TokenSource(ctx)), Base: base}
 }
 
 // timedTransport records how long the upstream takes to answer headers.

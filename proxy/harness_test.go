@@ -135,6 +135,7 @@ func newHarness(t testing.TB, pol decideFunc, mutate func(*Config), upstream htt
 	}
 	h.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
 		h.mu.Lock()
 		h.received = append(h.received, upstreamRecord{r.RequestURI, r.Method, r.Header.Clone(), string(body)})
 		h.mu.Unlock()

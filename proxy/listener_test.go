@@ -161,7 +161,8 @@ func TestUpstreamMTLS(t *testing.T) {
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(cliX509)
 	emr := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(r.TLS.PeerCertificates[0].Subject.CommonName))
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write([]byte(`{"resourceType":"Patient","id":"p1","name":[{"text":"` + r.TLS.PeerCertificates[0].Subject.CommonName + `"}]}`))
 	}))
 	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
 	require.NoError(t, err)
@@ -179,7 +180,7 @@ func TestUpstreamMTLS(t *testing.T) {
 	h.proxy.cfg.upstreamURL.Host = strings.TrimPrefix(emr.URL, "https://")
 	resp := h.do(t, "GET", "/fhir/Patient/p1", good, "")
 	assert.Equal(t, 200, resp.StatusCode)
-	assert.Equal(t, "chartguard", readBody(t, resp))
+	assert.Contains(t, readBody(t, resp), `"text":"chartguard"`, "the EMR saw ChartGuard's client certificate")
 
 	// Without the right CA the EMR is not trusted: 502, audited as error.
 	h2 := newHarness(t, nil, nil, nil)

@@ -19,6 +19,8 @@ type metrics struct {
 	upstreamErrors   prometheus.Counter
 	rateLimited      prometheus.Counter
 	panics           prometheus.Counter
+	responseRefused  prometheus.Counter
+	entriesWithheld  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,9 +52,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chartguard_panics_total", Help: "Recovered panics in the pipeline.",
 		}),
+		responseRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chartguard_upstream_responses_refused_total",
+			Help: "EMR responses refused (502) because the response check could not read them.",
+		}),
+		entriesWithheld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chartguard_response_resources_withheld_total",
+			Help: "Resources the response check withheld (Bundle entries dropped, single resources denied).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.policyDuration,
-		m.policyErrors, m.upstreamErrors, m.rateLimited, m.panics)
+		m.policyErrors, m.upstreamErrors, m.rateLimited, m.panics, m.responseRefused, m.entriesWithheld)
 	return m
 }
 

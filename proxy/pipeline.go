@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/proxy/internal/fhirscan"
 )
 
 // ServeHTTP is the pipeline. It reads top to bottom: normalise, classify,
@@ -57,6 +58,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.principal = principal
+	if res.Interaction == iBatch {
+		p.serveBundle(w, r, x)
+		return
+	}
+	if needsProof(&res) {
+		if pr := p.proveWrite(r.Context(), r, x); pr != nil {
+			p.respond(w, x, *pr)
+			return
+		}
+	}
 
 	dec := p.authorise(r.Context(), r, x)
 	x.decision = &dec
@@ -86,6 +97,15 @@ type exchange struct {
 	principal *chartguard.Principal
 	decision  *chartguard.Decision
 	committed bool
+	// checked is set once the response check ran; exposed lists the
+	// resources it delivered;
+	// responseDenied is set once it withheld one (x.decision is then that
+	// denial).
+	proofs         *proofs     // a write's proven resources (writes.go)
+	batch          *batchState // a batch's entries answered by ChartGuard (batch.go)
+	checked        bool
+	exposed        []fhirscan.Resource
+	responseDenied bool
 	counted   bool // p.uncommitted no longer counts this request
 	status    int  // as committed
 }
@@ -132,23 +152,46 @@ func (p *Proxy) finish(w http.ResponseWriter, x *exchange) {
 	}
 }
 
-// authorise asks the policy about the request itself.
-func (p *Proxy) authorise(ctx context.Context, r *http.Request, x *exchange) chartguard.Decision {
-	in := chartguard.Input{
+// authorise asks the policy about the request itself or, for a proven
+// write, about each resource it touches (the body and the current
+// version): all must be allowed.
+func (p *Proxy) authorise(ctx context.Context, _ *http.Request, x *exchange) chartguard.Decision {
+	in := p.input(x)
+	if x.proofs == nil || len(x.proofs.resources) == 0 {
+		in.Resource = *x.resource
+		return p.decide(ctx, x, &in)
+	}
+	var dec chartguard.Decision
+	for _, r := range x.proofs.resources {
+		in.Resource = r
+		if dec = p.decide(ctx, x, &in); !dec.Allow {
+			break
+		}
+	}
+	return dec
+}
+
+// input is the policy input for the exchange, without its resource.
+func (p *Proxy) input(x *exchange) chartguard.Input {
+	return chartguard.Input{
 		User:    x.principal.Identity,
 		Token:   x.principal.Token,
 		Session: x.principal.Session,
 		Request: chartguard.Request{Method: x.method, Path: x.target.Path, Query: x.target.query(),
 			IP: x.ip, Time: x.start.UTC()},
-		Resource:     *x.resource,
 		Relationship: map[string]chartguard.Relationship{},
 	}
+}
+
+// decide evaluates the policy; an evaluation error denies (fail closed), is
+// logged and counted.
+func (p *Proxy) decide(ctx context.Context, x *exchange, in *chartguard.Input) chartguard.Decision {
 	start := time.Now()
-	dec, err := p.policy.Decide(ctx, &in)
+	dec, err := p.policy.Decide(ctx, in)
 	p.metrics.policyDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.metrics.policyErrors.Inc()
-		p.log.Warn("policy evaluation failed; denying", "request_id", x.requestID, "error", err)
+		p.log.Warn("policy evaluation failed; denying", "request_id", x.requestID, "phase", in.Resource.Phase, "error", err)
 		dec.Allow = false
 	}
 	return dec

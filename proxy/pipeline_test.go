@@ -242,7 +242,9 @@ func TestSearchPostForwardedAsOneBody(t *testing.T) {
 	up := h.seen()[0]
 	assert.Equal(t, "/fhir/Observation/_search", up.RequestURI)
 	assert.Equal(t, "patient=p1&patient=p2&code=x", up.Body)
-	require.Len(t, seen, 1)
+	require.Len(t, seen, 2, "the request, then the resource of the response")
+	assert.Equal(t, chartguard.PhaseRequest, seen[0].Resource.Phase)
+	assert.Equal(t, chartguard.PhaseResponse, seen[1].Resource.Phase)
 	assert.Equal(t, []string{"p1", "p2"}, seen[0].Resource.Patients)
 	assert.Equal(t, map[string][]string{"patient": {"p1", "p2"}, "code": {"x"}}, seen[0].Request.Query)
 }

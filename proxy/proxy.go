@@ -34,6 +34,7 @@ type Proxy struct {
 	policy     decider
 	audit      auditLog
 	rp         *httputil.ReverseProxy
+	upstream   *http.Client // ChartGuard's own requests to the EMR, as its service identity
 	metrics    *metrics
 	limiter    *unauthLimiter
 	registry   *prometheus.Registry
@@ -114,6 +115,10 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, reg *promet
 	if p.rp, err = p.newForwarder(); err != nil {
 		return nil, err
 	}
+	// The proxy's own upstream reads (the current version of a write) use
+	// the forwarder's transport: same TLS, pool and service identity.
+	p.upstream = &http.Client{Transport: p.rp.Transport, Timeout: cfg.Upstream.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stopAggregator, p.aggregatorDone = cancel, make(chan struct{})
 	go func() {
