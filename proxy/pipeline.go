@@ -106,8 +106,8 @@ type exchange struct {
 	checked        bool
 	exposed        []fhirscan.Resource
 	responseDenied bool
-	counted   bool // p.uncommitted no longer counts this request
-	status    int  // as committed
+	counted        bool // p.uncommitted no longer counts this request
+	status         int  // as committed
 }
 
 type exchangeKey struct{}
