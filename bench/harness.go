@@ -158,11 +158,15 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	}
 	h.ChartGuard = Target{Name: NameChartGuard, URL: baseURL(cgLn)}
 
-	tokens, err := mintTokens(ctx, iss, opts.Tokens)
+	panels, err := carePanels(ctx, upURL)
 	if err != nil {
 		return nil, err
 	}
-	if h.Mix, err = buildMix(tokens, up.PatientIDs()); err != nil {
+	clinicians, err := mintTokens(ctx, iss, opts.Tokens, panels)
+	if err != nil {
+		return nil, err
+	}
+	if h.Mix, err = buildMix(clinicians); err != nil {
 		return nil, err
 	}
 	return h, nil

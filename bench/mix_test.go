@@ -10,15 +10,23 @@ import (
 )
 
 func TestBuildMix(t *testing.T) {
-	var tokens, patients []string
+	var clinicians []clinician
+	patients := map[string]bool{}
 	for i := range 1000 {
-		tokens = append(tokens, fmt.Sprintf("tok%d", i))
+		var panel []string
+		for k := range 6 { // six patients each, panels overlapping
+			p := fmt.Sprintf("p%d", 1+(i*3+k)%60)
+			panel = append(panel, p)
+			patients[p] = true
+		}
+		clinicians = append(clinicians, clinician{token: fmt.Sprintf("tok%d", i), patients: panel})
 	}
-	for i := 1; i <= 60; i++ {
-		patients = append(patients, fmt.Sprintf("p%d", i))
-	}
-	mix, err := buildMix(tokens, patients)
+	mix, err := buildMix(clinicians)
 	require.NoError(t, err)
+	panelOf := map[string][]string{}
+	for _, c := range clinicians {
+		panelOf["Bearer "+c.token] = c.patients
+	}
 
 	auths, reads, searches := map[string]int{}, map[string]bool{}, map[string]bool{}
 	nSearch := 0
@@ -26,28 +34,39 @@ func TestBuildMix(t *testing.T) {
 		auths[r.Authorization]++
 		switch {
 		case strings.HasPrefix(r.Path, "/fhir/Patient/"):
-			reads[strings.TrimPrefix(r.Path, "/fhir/Patient/")] = true
+			pid := strings.TrimPrefix(r.Path, "/fhir/Patient/")
+			reads[pid] = true
+			require.Contains(t, panelOf[r.Authorization], pid, "a clinician reads only their own patients")
 		case strings.HasPrefix(r.Path, "/fhir/Observation?patient="):
-			searches[strings.TrimPrefix(r.Path, "/fhir/Observation?patient=")] = true
+			pid := strings.TrimPrefix(r.Path, "/fhir/Observation?patient=")
+			searches[pid] = true
+			require.Contains(t, panelOf[r.Authorization], pid, "a clinician searches only their own patients")
 			nSearch++
 		default:
 			t.Fatalf("unexpected path %q", r.Path)
 		}
 	}
-	assert.Len(t, auths, len(tokens), "every token is used")
+	assert.Len(t, auths, len(clinicians), "every token is used")
 	for a, n := range auths {
 		require.Equal(t, searchEvery, n, "token %s used equally often", a)
 	}
-	assert.Len(t, reads, len(patients), "every patient is read")
-	assert.Len(t, searches, len(patients), "every patient is searched")
+	touched := map[string]bool{}
+	for p := range reads {
+		touched[p] = true
+	}
+	for p := range searches {
+		touched[p] = true
+	}
+	assert.Len(t, touched, len(patients), "every patient of some panel is read or searched")
+	assert.Greater(t, len(searches), len(patients)/2, "searches spread over the patients")
 	assert.Equal(t, len(mix)/searchEvery, nSearch, "one request in five is a search")
 	assert.NotEqual(t, mix[0].Authorization, mix[1].Authorization, "consecutive requests change token")
 	assert.NotEqual(t, mix[0].Path, mix[1].Path, "consecutive requests change patient")
 }
 
 func TestBuildMixNeedsInput(t *testing.T) {
-	_, err := buildMix(nil, []string{"p1"})
+	_, err := buildMix(nil)
 	require.Error(t, err)
-	_, err = buildMix([]string{"t"}, nil)
-	require.Error(t, err)
+	_, err = buildMix([]clinician{{token: "t"}})
+	require.Error(t, err, "a clinician without patients")
 }

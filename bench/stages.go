@@ -17,6 +17,7 @@ const (
 	StagePolicy    = "policy"
 	StageAudit     = "audit"
 	StageMetrics   = "metrics"
+	StageResponse  = "response scan"
 	StageGlue      = "proxy glue"
 	StageHTTP      = "forwarding/HTTP"
 	StageIO        = "I/O (syscall)"
@@ -58,13 +59,15 @@ var stageRules = []rule{
 		"proxy.classifier.", "proxy.inCompartment", "proxy.isPatientParam", "proxy.splitPath",
 		"proxy.isType", "proxy.isID", "proxy.isOperation", "proxy.hasWidening", "proxy.appendUnique",
 		"proxy.auditAction", "proxy.(*route).", "proxy.(*Proxy).mergeForm"}},
-	{StagePolicy, []string{"proxy.(*Proxy).authorise", "proxy.(*target).query", "policy.",
-		"github.com/open-policy-agent/"}},
+	{StagePolicy, []string{"proxy.(*Proxy).authorise", "proxy.(*Proxy).decide", "proxy.(*Proxy).input",
+		"proxy.(*Proxy).responseDecider", "proxy.(*target).query", "policy.", "github.com/open-policy-agent/"}},
 	{StageAuthn, []string{"authn.", "github.com/coreos/go-oidc", "github.com/golang-jwt/",
 		"github.com/go-jose/"}},
 	{StageAudit, []string{"audit.", "proxy.(*Proxy).commit", "proxy.(*Proxy).event"}},
 	{StageMetrics, []string{"proxy.(*metrics).", "github.com/prometheus/"}},
 	{StageUpstream, []string{"examples/fhir-demo/fhirserver."}},
+	{StageResponse, []string{"proxy/internal/fhirscan.", "proxy.(*Proxy).checkResponse", "proxy.readUpstreamBody",
+		"proxy.setBody", "proxy.(*Proxy).checkShape", "proxy.mergeDenied", "proxy.isFHIRJSON", "proxy.exposedPatients"}},
 	{StageGlue, []string{"proxy."}},
 }
 

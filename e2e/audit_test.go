@@ -58,11 +58,11 @@ func TestAuditDiskFullFailsClosed(t *testing.T) {
 	require.Equal(t, 200, status, body)
 
 	full.Store(true)
-	status, body, h := e.call(t, "GET", "/fhir/Patient/p2", tok, nil, nil)
+	status, body, h := e.call(t, "GET", "/fhir/Patient/p6", tok, nil, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, status, body)
 	assert.Contains(t, body, "audit log cannot be written")
 	refusedID := h.Get("X-Request-Id")
-	status, _, _ = e.call(t, "GET", "/fhir/Patient/p3", tok, nil, nil)
+	status, _, _ = e.call(t, "GET", "/fhir/Patient/p10", tok, nil, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, status, "stays closed while the disk is full")
 	assert.Positive(t, e.metric(t, "chartguard_audit_events_failed_total"))
 	ready, _ := http.Get(e.AdminURL + "/readyz")
@@ -70,7 +70,7 @@ func TestAuditDiskFullFailsClosed(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, ready.StatusCode, "readyz drains the replica")
 
 	full.Store(false)
-	status, body, _ = e.call(t, "GET", "/fhir/Patient/p4", tok, nil, nil)
+	status, body, _ = e.call(t, "GET", "/fhir/Patient/p13", tok, nil, nil)
 	assert.Equal(t, 200, status, body)
 	ready, _ = http.Get(e.AdminURL + "/readyz")
 	ready.Body.Close()
@@ -107,7 +107,7 @@ func TestAuditDevFull(t *testing.T) {
 	assert.NotContains(t, body, "Patient\",\"id\"", "no patient data in the refusal")
 	// From then on patient requests stop before the EMR.
 	before := len(e.upstreamSaw())
-	status, _, _ = e.call(t, "GET", "/fhir/Patient/p2", tok, nil, nil)
+	status, _, _ = e.call(t, "GET", "/fhir/Patient/p6", tok, nil, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Len(t, e.upstreamSaw(), before, "nothing reaches the EMR while the log cannot be written")
 	assert.Positive(t, e.metric(t, "chartguard_audit_events_failed_total"))

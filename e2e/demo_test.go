@@ -33,12 +33,15 @@ func TestRoles(t *testing.T) {
 		{role: "physician", method: "GET", path: "/fhir/Observation?patient=p1", want: 200},
 		{role: "physician", method: "GET", path: "/fhir/Observation/obs-p1-1", want: 200},
 		{role: "physician", method: "GET", path: "/fhir/Patient/p1/Condition", want: 200},
-		{role: "physician", method: "GET", path: "/fhir/Observation?code=8867-4", want: 403, reason: "must name a patient"},
+		{role: "physician", method: "GET", path: "/fhir/Observation?code=8867-4", want: 200}, // filtered to pr1's patients
+		{role: "physician", method: "GET", path: "/fhir/Patient/p2", want: 403, reason: "not on the patient's care team"},
+		{role: "physician", method: "GET", path: "/fhir/Observation?patient=p2", want: 403, reason: "not on the patient's care team"},
 		{role: "physician", method: "DELETE", path: "/fhir/Observation/obs-p1-2", want: 403, reason: "delete"},
 		{role: "nurse", method: "GET", path: "/fhir/MedicationRequest?patient=p2", want: 200},
 		{role: "nurse", method: "POST", path: "/fhir/Observation", body: obs, want: 201},
 		{role: "nurse", method: "PUT", path: "/fhir/Patient/p2", body: `{"resourceType":"Patient","id":"p2"}`, want: 403},
-		{role: "registration", method: "GET", path: "/fhir/Patient/p3", want: 200},
+		{role: "registration", method: "GET", path: "/fhir/Patient/p1", want: 200},
+		{role: "registration", method: "GET", path: "/fhir/Patient/p3", want: 403, reason: "restricted record"},
 		{role: "registration", method: "GET", path: "/fhir/Observation?patient=p3", want: 403, reason: "Observation"},
 		{role: "billing", method: "GET", path: "/fhir/Encounter?patient=p4", want: 200},
 		{role: "billing", method: "GET", path: "/fhir/Condition?patient=p4", want: 403},
@@ -46,7 +49,8 @@ func TestRoles(t *testing.T) {
 		{role: "lab", method: "GET", path: "/fhir/MedicationRequest?patient=p5", want: 403},
 		{role: "pharmacist", method: "GET", path: "/fhir/MedicationRequest?patient=p6", want: 200},
 		{role: "pharmacist", method: "GET", path: "/fhir/DocumentReference?patient=p6", want: 403},
-		{role: "privacy-officer", method: "GET", path: "/fhir/Patient/p7", want: 200},
+		{role: "privacy-officer", method: "GET", path: "/fhir/Patient/p1", want: 200},
+		{role: "privacy-officer", method: "GET", path: "/fhir/Patient/p7", want: 403, reason: "very restricted record"},
 		{role: "privacy-officer", method: "GET", path: "/fhir/Observation?patient=p7", want: 403},
 		{role: "it-admin", method: "GET", path: "/fhir/metadata", want: 200},
 		{role: "it-admin", method: "GET", path: "/fhir/Patient/p1", want: 403},
@@ -196,10 +200,11 @@ func TestNRequestsNEvents(t *testing.T) {
 	}
 	type req struct{ role, path string }
 	var reqs []req
+	panel := []string{"p1", "p6", "p8", "p10", "p13"} // on pr1's care teams
 	for i := 1; i <= 20; i++ {
 		reqs = append(reqs,
-			req{"physician", fmt.Sprintf("/fhir/Patient/p%d", i)},
-			req{"physician", fmt.Sprintf("/fhir/Observation?patient=p%d", i)},
+			req{"physician", "/fhir/Patient/" + panel[i%len(panel)]},
+			req{"physician", "/fhir/Observation?patient=" + panel[i%len(panel)]},
 			req{"billing", fmt.Sprintf("/fhir/Observation?patient=p%d", i)}, // 403
 			req{"", fmt.Sprintf("/fhir/Patient/p%d", i)},                    // 401 or 429
 			req{"physician", "/fhir/Patient/p1/%2e%2e/x"},                   // 400

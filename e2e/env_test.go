@@ -76,6 +76,11 @@ type envOptions struct {
 	upstreamURL string              // "" = start the demo FHIR server
 	extraYAML   string              // appended to the config
 	mutate      func(*proxy.Config) // after parsing, before New
+	// wrapUpstream wraps the demo FHIR server's handler (fault injection).
+	wrapUpstream func(http.Handler) http.Handler
+	// policyDir replaces configs/policy (e.g. a copy whose data.json names
+	// care teams for patients created at test time).
+	policyDir string
 }
 
 // startIssuer runs the development issuer on loopback.
@@ -104,7 +109,11 @@ func startEnv(t testing.TB, o envOptions) *env {
 		}})
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
-		srv := &http.Server{Handler: fhir, ReadHeaderTimeout: 5 * time.Second}
+		var handler http.Handler = fhir
+		if o.wrapUpstream != nil {
+			handler = o.wrapUpstream(fhir)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		t.Cleanup(func() { _ = srv.Close() })
 		upstream = "http://" + ln.Addr().String()
@@ -144,6 +153,9 @@ audit: {dir: %q, durable: true, fail_closed: true}
 %s`, tokFile, upstream, issuerURL, filepath.Join(repoRoot(t), "configs", "policy"), e.AuditDir, o.extraYAML)
 	cfg, err := proxy.ParseConfig([]byte(yaml), os.LookupEnv)
 	require.NoError(t, err)
+	if o.policyDir != "" {
+		cfg.Policy.Dir = o.policyDir
+	}
 	if o.mutate != nil {
 		o.mutate(cfg)
 	}
@@ -180,6 +192,12 @@ func (e *env) token(t testing.TB, role, sub string, opts ...func(*devissuer.Toke
 	req := devissuer.TokenRequest{Role: role, Subject: sub}
 	for _, o := range opts {
 		o(&req)
+	}
+	if req.FHIRUser == "" {
+		// Clinicians are someone: the default policy lets them see only
+		// their care teams' patients. pr1 is p1's GP; pr9, a nurse, is on
+		// p2's team (demo EMR fixed points and configs/policy care_teams).
+		req.FHIRUser = map[string]string{"physician": "Practitioner/pr1", "nurse": "Practitioner/pr9"}[role]
 	}
 	tok, err := e.Issuer.Token(req)
 	require.NoError(t, err)

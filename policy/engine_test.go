@@ -187,7 +187,9 @@ func TestDecideConcurrently(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			in := physicianRead()
-			in.Resource.Patients = []string{"p" + string(rune('a'+g))}
+			p := "p" + string(rune('a'+g))
+			in.Resource.Patients = []string{p}
+			in.Relationship = map[string]chartguard.Relationship{p: {CareTeam: true}}
 			for range 50 {
 				d, err := e.Decide(context.Background(), &in)
 				if err == nil && !d.Allow {

@@ -186,8 +186,9 @@ func TestDecideGivesThePolicyWhatItReads(t *testing.T) {
 func TestDefaultPolicyReadsFewFields(t *testing.T) {
 	e := newDefaultEngine(t)
 	assert.ElementsMatch(t, []string{
-		"user.sub", "user.roles", "user.patient_links",
-		"resource.kind", "resource.interaction", "resource.action", "resource.type",
-		"resource.operation", "resource.patient_status", "resource.patients",
+		"user.sub", "user.roles", "user.patient_links", "user.fhir_user",
+		"resource.kind", "resource.phase", "resource.interaction", "resource.action", "resource.type",
+		"resource.operation", "resource.patient_status", "resource.patients", "resource.labels",
+		"relationship",
 	}, paths(e.enc.use))
 }

@@ -30,6 +30,7 @@ type batchEntry struct {
 	url     string
 	res     chartguard.Resource
 	proofs  *proofs
+	rewrite bool // request.url was absolute under a base: forward it relative
 }
 
 // batchState is what the response needs: which request entries were
@@ -175,6 +176,8 @@ func (p *Proxy) decideEntry(ctx context.Context, x *exchange, e *batchEntry, ali
 	for _, b := range p.classifier.bases {
 		if rest, ok := strings.CutPrefix(url, b+"/"); ok {
 			url = rest
+			// Forwarded relative: the EMR does not know ChartGuard's address.
+			e.url, e.rewrite = rest, true
 		}
 	}
 	if strings.Contains(url, "://") || strings.HasPrefix(url, "/") {
@@ -243,11 +246,18 @@ func entryBody(e *batchEntry) ([]byte, bool) {
 	return raw, false
 }
 
-// emit re-encodes the entry, with request.ifMatch on the version decided.
+// emit re-encodes the entry, with request.ifMatch on the version decided
+// and request.url relative to the base.
 func (e *batchEntry) emit() (json.RawMessage, error) {
-	if e.proofs != nil && e.proofs.ifMatch != "" {
-		v, _ := json.Marshal(e.proofs.ifMatch)
-		e.request["ifMatch"] = v
+	if e.rewrite {
+		v, _ := json.Marshal(e.url)
+		e.request["url"] = v
+	}
+	if e.rewrite || (e.proofs != nil && e.proofs.ifMatch != "") {
+		if e.proofs != nil && e.proofs.ifMatch != "" {
+			v, _ := json.Marshal(e.proofs.ifMatch)
+			e.request["ifMatch"] = v
+		}
 		req, err := json.Marshal(e.request)
 		if err != nil {
 			return nil, err

@@ -121,7 +121,8 @@ func TestTransactionWithADeniedEntryIsRefusedWhole(t *testing.T) {
 func TestBatchAnswersDeniedEntriesInPlace(t *testing.T) {
 	up := &batchEMR{emr: newEMR()}
 	h := newHarness(t, batchPolicy, nil, up.handler)
-	resp := h.do(t, "POST", "/fhir", good, bundle("batch", getO1, createP2, updateO1P1, getO2))
+	getO1Public := `{"request":{"method":"GET","url":"https://emr.example.org/fhir/Observation/o1"}}`
+	resp := h.do(t, "POST", "/fhir", good, bundle("batch", getO1Public, createP2, updateO1P1, getO2))
 	body := readBody(t, resp)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 
@@ -129,6 +130,8 @@ func TestBatchAnswersDeniedEntriesInPlace(t *testing.T) {
 	require.Len(t, fw, 1)
 	assert.NotContains(t, fw[0], "Patient/p2", "the denied entry never reached the EMR")
 	assert.Contains(t, fw[0], `"ifMatch":"W/\"3\""`, "the update goes out on the version decided")
+	assert.Contains(t, fw[0], `"url":"Observation/o1"`, "an absolute entry URL goes out relative")
+	assert.NotContains(t, fw[0], "emr.example.org")
 
 	var got batchResponse
 	require.NoError(t, json.Unmarshal([]byte(body), &got))

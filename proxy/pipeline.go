@@ -106,8 +106,9 @@ type exchange struct {
 	checked        bool
 	exposed        []fhirscan.Resource
 	responseDenied bool
-	counted        bool // p.uncommitted no longer counts this request
-	status         int  // as committed
+	withheld       []string // patients of the resources the response check withheld
+	counted        bool     // p.uncommitted no longer counts this request
+	status         int      // as committed
 }
 
 type exchangeKey struct{}

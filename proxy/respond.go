@@ -20,6 +20,8 @@ type apiProblem struct {
 	code    string // FHIR IssueType
 	message string // safe to show
 	header  http.Header
+	// severity of the OperationOutcome issue; "" is "error".
+	severity string
 }
 
 func problem(status int, code string, err error) apiProblem {
@@ -84,7 +86,10 @@ func writeOutcome(w http.ResponseWriter, pr apiProblem, requestID string) {
 }
 
 func outcomeBody(pr apiProblem, requestID string) []byte {
-	severity := "error"
+	severity := pr.severity
+	if severity == "" {
+		severity = "error"
+	}
 	oo := map[string]any{
 		"resourceType": "OperationOutcome",
 		"issue": []map[string]any{{

@@ -110,7 +110,24 @@ func (p *Proxy) checkResponse(ctx context.Context, resp *http.Response, x *excha
 	res, err := fhirscan.Filter(body, opts, decide)
 	p.metrics.entriesWithheld.Add(float64(res.Denied))
 	switch {
+	case errors.Is(err, fhirscan.ErrDenied) && isWrite(x.resource) && resp.StatusCode < 300:
+		// The write was decided before it went out and it happened; only
+		// the stored resource the EMR echoes may not be shown (a physician
+		// creating a Patient not yet on their care team). Say so with the
+		// write's own status, so neither the client nor the audit is told
+		// the write was refused.
+		x.checked = true
+		setBody(resp, outcomeBody(apiProblem{code: "suppressed", severity: "information",
+			message: "the write was applied; the stored resource is not shown because you may not see it"}, x.requestID))
+		resp.Header.Set("Content-Type", "application/fhir+json; charset=utf-8")
+		return nil
 	case errors.Is(err, fhirscan.ErrDenied):
+		// The audit names whose record was asked for: a denied read is
+		// what a privacy officer looks for.
+		x.resource.Patients = appendUnique(x.resource.Patients, x.withheld...)
+		if len(x.resource.Patients) > 0 {
+			x.resource.PatientStatus = chartguard.PatientsKnown
+		}
 		pr := denied(*x.decision)
 		return &pr
 	case err != nil:
@@ -223,15 +240,23 @@ func isFHIRJSON(contentType string) bool {
 // event and the 403.
 func (p *Proxy) responseDecider(ctx context.Context, x *exchange) fhirscan.Decide {
 	in := p.input(x)
+	action, interaction, operation := x.resource.Action, x.resource.Interaction, x.resource.Operation
+	if x.batch != nil {
+		// A batch-response discloses each entry's resource as a read would;
+		// the entries' own actions were decided in the request phase.
+		action, interaction, operation = "read", iRead, ""
+	}
 	return func(r fhirscan.Resource) (bool, error) {
 		in.Resource = chartguard.Resource{Kind: chartguard.KindFHIR, Phase: chartguard.PhaseResponse,
 			Type: r.Type, ID: r.ID, Patients: r.Patients, PatientStatus: r.PatientStatus,
-			Action: x.resource.Action, Interaction: x.resource.Interaction,
-			Operation: x.resource.Operation, Labels: r.Labels}
+			Action: action, Interaction: interaction, Operation: operation, Labels: r.Labels}
 		dec := p.decide(ctx, x, &in)
-		if !dec.Allow && !x.responseDenied {
-			x.responseDenied = true
-			x.decision = &dec
+		if !dec.Allow {
+			if !x.responseDenied {
+				x.responseDenied = true
+				x.decision = &dec
+			}
+			x.withheld = appendUnique(x.withheld, r.Patients...)
 		}
 		return dec.Allow, nil
 	}
@@ -285,4 +310,13 @@ func exposedPatients(x *exchange) (patients, labels []string) {
 	}
 	slices.Sort(labels)
 	return patients, labels
+}
+
+// isWrite: the interactions whose response echoes what was written.
+func isWrite(res *chartguard.Resource) bool {
+	switch res.Interaction {
+	case iCreate, iUpdate, iPatch:
+		return true
+	}
+	return false
 }

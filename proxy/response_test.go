@@ -100,6 +100,7 @@ func TestResponseSingleResource(t *testing.T) {
 			assert.NotContains(t, body, `"subject"`, "no byte of the denied resource")
 			assert.Equal(t, chartguard.OutcomeDenied, ev.Outcome)
 			assert.Equal(t, []string{"not on the patient's care team"}, ev.Decision.Reasons)
+			assert.NotEmpty(t, ev.Resource.Patients, "a denied read names whose record was asked for")
 		})
 	}
 }
@@ -259,4 +260,22 @@ func TestResponseOfMetadataIsNotChecked(t *testing.T) {
 	resp := h.do(t, "GET", "/fhir/metadata", good, "")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, `<CapabilityStatement/>`, readBody(t, resp))
+}
+
+// A write that was decided and applied keeps its status even when the
+// stored resource the EMR echoes may not be shown.
+func TestResponseOfAWriteIsWithheldNotRefused(t *testing.T) {
+	h := newHarness(t, carePolicy, nil, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "Observation/o2/_history/1")
+		fhirUpstream(201, obsP2)(w, r)
+	})
+	// carePolicy lets the request phase through and denies p2 in the response.
+	resp := h.do(t, "POST", "/fhir/Observation", good, obsP2)
+	body := readBody(t, resp)
+	require.Equal(t, 201, resp.StatusCode, body)
+	assert.Contains(t, body, "the write was applied")
+	assert.Contains(t, body, `"severity":"information"`)
+	assert.NotContains(t, body, "p2")
+	assert.Equal(t, "Observation/o2/_history/1", resp.Header.Get("Location"))
+	assert.Equal(t, chartguard.OutcomeAllowed, lastEvent(t, h).Outcome)
 }

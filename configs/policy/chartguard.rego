@@ -10,23 +10,38 @@
 # actions and resource types, never patients or users, because ChartGuard
 # shows them to the caller and copies them word for word into the audit log.
 #
-# Data: per-role permissions, the clinical types and the behaviour flags
-# live in data.json (data.chartguard_data) and reload with this policy.
-# Every list there is an object whose keys are the members and whose
-# values are true, so a membership test is one lookup (ChartGuard refuses
-# to load other shapes, data_checks.rego):
+# Data: per-role permissions, the clinical types, the care-team and
+# sensitivity settings and the behaviour flags live in data.json
+# (data.chartguard_data) and reload with this policy. Every list there is
+# an object whose keys are the members and whose values are true, so a
+# membership test is one lookup (ChartGuard refuses to load other shapes,
+# data_checks.rego):
 #
 #	"clinical_types":  {"Observation": true, ...}
 #	"self_only_roles": {"patient": true}
 #	"roles": {"physician": {"read": {"*": true, "Practitioner": true}, ...}}
+#	"care_team_roles": {"physician": true, "nurse": true}
+#	"care_teams": {"Practitioner/pr1": {"p1": true, ...}, ...}
+#	"restricted_labels": {"R": true}
+#	"very_restricted_labels": {"V": true}
 #
 # roles maps a role, then an audit action (read, vread, search, history,
 # create, update, patch, delete), to the resource types it may take that
 # action on; "*" stands for every clinical type. The "operation" key
 # lists FHIR operation names (without "$") instead. An absent key grants
 # nothing. self_only_roles may only touch their own records ("patient"
-# always is). "search_requires_patient": false switches off the rule that
-# searches over clinical data must name a patient.
+# always is). care_team_roles need a care relationship with every patient
+# of clinical data (careteams.rego): care_teams, keyed by user.fhir_user,
+# or input.relationship. restricted_labels and very_restricted_labels are
+# meta.security codes (labels.rego). "search_requires_patient": true
+# restores the rule that searches over clinical data must name a patient
+# at the request phase; false (the shipped value) lets the response phase
+# decide each entry.
+#
+# Phases: the request phase decides what the request itself proves; a FHIR
+# read by id or search whose patients only the response shows passes it
+# (patients_pending), and the response phase then decides every resource
+# the response exposes on its own type, patients and labels.
 #
 # Undefined safety: rules read input fields directly (input.resource.kind,
 # ...). A missing or wrongly typed field makes the expressions that read it
@@ -70,11 +85,16 @@ decision := {
 		"tags": [],
 	},
 } if {
-	# The most common request, spelled out: a FHIR request that a role
-	# grants on every clinical type ("*"), for a clinical type, by a role
-	# that is not self-only. The same conditions as the next body with
-	# role_permits and records_ok inlined (no function calls, which cost
-	# most in OPA); whatever this body does not cover falls to the next.
+	# The most common request, spelled out: a role that is not self-only
+	# taking an action it has on every clinical type ("*"), on unlabelled
+	# clinical data of one patient whose static care team the user is on.
+	# The same conditions as the next body with role_permits, records_ok,
+	# care_ok and labels_ok inlined (no rule or function calls, which cost
+	# most in OPA): a user on the care team passes care_ok whether or not
+	# the role is a care-team role, no label means labels_ok, and the
+	# patient is known, so no patients_unnamed denial applies. Whatever
+	# this body does not cover (several patients, labels, care
+	# relationships from input.relationship, ...) falls to the next.
 	resource.kind == "fhir"
 	some role in user.roles
 	cfg.roles[role][resource.action]["*"]
@@ -83,7 +103,10 @@ decision := {
 	not cfg.self_only_roles[role]
 	is_string(user.sub)
 	user.sub != ""
-	not patients_unnamed
+	resource.patient_status == "known"
+	[patient] := resource.patients
+	cfg.care_teams[user.fhir_user][patient]
+	not resource.labels[0]
 } else := {
 	"allow": true,
 	"reasons": [],
@@ -97,16 +120,20 @@ decision := {
 	},
 } if {
 	# A data request: a role of the caller permits it (on the caller's
-	# own records for a self-only role), the caller is authenticated, and
-	# a search or operation names its patients. The other denials cannot
-	# apply then: the kind is fhir or route, the caller has a role, and
-	# the action is known, since the roles table lists only known actions
+	# own records for a self-only role, for patients whose care team the
+	# user is on for a care-team role, within the record's sensitivity),
+	# the caller is authenticated, and a search, operation or write names
+	# its patients where it must. The other denials cannot apply then: the
+	# kind is fhir or route, the caller has a role, and the action is
+	# known, since the roles table lists only known actions
 	# (data_checks.rego).
 	is_data_request
 	some role in user.roles
 	role != ""
 	role_permits(role)
 	records_ok(role)
+	care_ok(role)
+	labels_ok(role)
 	is_string(user.sub)
 	user.sub != ""
 	not patients_unnamed
@@ -122,8 +149,8 @@ decision := {
 		"tags": [],
 	},
 } if {
-	# Capabilities and static content: no denial applies to them once the
-	# caller is authenticated.
+	# Capabilities, static content and response-phase OperationOutcomes:
+	# no denial applies to them once the caller is authenticated.
 	granted_without_role
 } else := {
 	"allow": false,

@@ -1,8 +1,7 @@
 # Tests of the decision document, capabilities, unknown-patient searches,
-# operations, routes, static content and multiple roles.
+# writes without patients, operations, routes, static content and multiple
+# roles.
 package chartguard_test
-
-import data.chartguard
 
 test_decision_has_every_contract_key if {
 	d := decide(base)
@@ -50,43 +49,79 @@ test_missing_subject_denies_everything if {
 
 # ------------------------------------------------------ unknown patients
 
-test_unknown_patient_search_denied_for_every_role if {
-	every role in object.keys(data.chartguard_data.roles) {
-		denied_because([role], unknown_search("Observation"), "search must name a patient")
+# Roles whose table lets them search Observation.
+observation_searchers := {role | some role, perms in data.chartguard_data.roles; perms.search["*"]} | {role | some role, perms in data.chartguard_data.roles; perms.search.Observation}
+
+test_unknown_patient_search_passes_the_request_phase if {
+	# The response phase decides each entry.
+	count(observation_searchers) > 2
+	every role in observation_searchers - {"patient"} {
+		allowed([role], unknown_search("Observation"))
+	}
+	denied_because(["billing"], unknown_search("Observation"), "role billing may not search Observation")
+	denied_because(["registration"], unknown_search("Observation"), "role registration may not search Observation")
+}
+
+test_unknown_patient_search_needs_a_role_that_may_search_the_type if {
+	every role in object.keys(data.chartguard_data.roles) - observation_searchers {
+		not decide(mk([role], unknown_search("Observation"))).allow
 	}
 }
 
-test_unknown_patient_search_denied_for_all_roles_together if {
-	denied_because(["physician", "nurse", "lab"], unknown_search("Observation"), "search must name a patient")
-}
-
-test_unknown_patient_history_denied if {
+test_unknown_patient_history_passes_the_request_phase if {
 	res := {"type": "Observation", "action": "history", "interaction": "history-type", "patient_status": "unknown", "patients": []}
-	denied_because(["physician"], res, "search must name a patient")
+	allowed(["physician"], res)
+	denied_because(["nurse"], res, "role nurse may not read the history of Observation")
 }
 
 test_history_of_one_resource_is_not_a_search if {
 	res := {"type": "Observation", "id": "o1", "action": "history", "interaction": "history-instance", "patient_status": "unknown", "patients": []}
 	allowed(["physician"], res)
 	denied_because(["nurse"], res, "role nurse may not read the history of Observation")
+	d := decide(mk(["physician"], res)) with data.chartguard_data.search_requires_patient as true
+	d.allow
+}
+
+test_read_by_id_with_unknown_patient_passes_the_request_phase if {
+	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	allowed(["physician"], by_id)
+	allowed(["nurse"], by_id)
+	allowed(["lab"], by_id)
+	allowed(["physician"], object.union(by_id, {"action": "vread", "interaction": "vread"}))
+	denied_because(["billing"], by_id, "role billing may not read Observation")
 }
 
 test_system_search_denied if {
 	res := {"type": "", "action": "search", "interaction": "search-system", "patient_status": "unknown", "patients": []}
-	denied_because(["physician"], res, "search must name a patient")
-	denied_because(["physician"], res, "role physician may not search all resource types")
+	d := decide(mk(["physician"], res))
+	d.allow == false
+	d.reasons == ["role physician may not search all resource types"]
+	denied_because(["physician"], res, "search must name a patient") with data.chartguard_data.search_requires_patient as true
 }
 
 test_known_status_without_patients_counts_as_unknown if {
 	res := {"type": "Observation", "action": "search", "interaction": "search-type", "patient_status": "known", "patients": []}
-	denied_because(["physician"], res, "search must name a patient")
+	allowed(["physician"], res)
+	denied_because(["physician"], res, "search must name a patient") with data.chartguard_data.search_requires_patient as true
+	denied_because(["physician"], object.union(res, {"phase": "response"}), "not on the patient's care team")
 }
 
 test_missing_patient_status_counts_as_unknown if {
 	x := json.remove(mk(["physician"], search("Observation")), ["resource/patient_status"])
-	d := decide(x)
+	decide(x).allow
+	d := decide(x) with data.chartguard_data.search_requires_patient as true
 	d.allow == false
 	"search must name a patient" in d.reasons
+}
+
+test_unknown_patient_search_defers_only_in_the_request_phase if {
+	# Input without a phase is decided as strictly as a response.
+	x := json.remove(mk(["physician"], unknown_search("Observation")), ["resource/phase"])
+	d := decide(x)
+	d.allow == false
+	d.reasons == ["not on the patient's care team", "search must name a patient"]
+	odd := decide(mk(["physician"], object.union(unknown_search("Observation"), {"phase": "Request"})))
+	odd.allow == false
 }
 
 test_known_patient_search_allowed if {
@@ -104,17 +139,48 @@ test_search_of_non_patient_type_allowed if {
 test_search_of_non_clinical_type_without_patient_allowed if {
 	allowed(["billing"], unknown_search("Claim"))
 	allowed(["privacy-officer"], unknown_search("AuditEvent"))
+	allowed(["billing"], unknown_search("Claim")) with data.chartguard_data.search_requires_patient as true
 }
 
-test_unknown_patient_rule_switched_off_by_data if {
-	d := decide(mk(["physician"], unknown_search("Observation"))) with data.chartguard_data.search_requires_patient as false
-	d.allow == true
+test_search_requires_patient_restores_the_request_phase_rule if {
+	every role in observation_searchers {
+		denied_because([role], unknown_search("Observation"), "search must name a patient") with data.chartguard_data.search_requires_patient as true
+	}
+	denied_because(["physician", "nurse", "lab"], unknown_search("Observation"), "search must name a patient") with data.chartguard_data.search_requires_patient as true
 }
 
 test_unknown_patient_rule_kept_when_flag_missing if {
 	d := decide(mk(["physician"], unknown_search("Observation"))) with data.chartguard_data as json.remove(data.chartguard_data, ["search_requires_patient"])
 	d.allow == false
 	"search must name a patient" in d.reasons
+}
+
+# ------------------------------------------------------------------ writes
+
+test_write_with_unknown_patient_denied if {
+	every action in ["create", "update", "patch", "delete"] {
+		res := object.union(write(action, "Observation"), {"patient_status": "unknown", "patients": []})
+		denied_because(["physician", "nurse", "him"], res, "write must name a patient")
+	}
+
+	# A write ChartGuard proved (its patients known) is decided on them.
+	allowed(["nurse"], write("create", "Observation"))
+}
+
+test_write_with_no_patient_to_clinical_data_denied if {
+	res := object.union(write("create", "Observation"), {"patient_status": "none", "patients": []})
+	denied_because(["physician"], res, "write must name a patient")
+}
+
+test_creating_a_patient_names_no_patient if {
+	res := {"type": "Patient", "action": "create", "interaction": "create", "patient_status": "unknown", "patients": []}
+	allowed(["registration"], res)
+	denied_because(["registration"], object.union(res, {"action": "update", "interaction": "update", "id": "p1"}), "write must name a patient")
+}
+
+test_write_to_non_clinical_type_without_patient_allowed if {
+	res := {"type": "Coverage", "action": "create", "interaction": "create", "patient_status": "unknown", "patients": []}
+	allowed(["registration"], res)
 }
 
 # ------------------------------------------------------------- operations
@@ -155,8 +221,15 @@ test_route_uses_role_table if {
 }
 
 test_route_search_without_patient_denied if {
+	# A route's response is not checked per resource: nothing defers.
 	res := {"kind": "route", "type": "Observation", "action": "search", "interaction": "search", "patient_status": "unknown", "patients": []}
 	denied_because(["physician"], res, "search must name a patient")
+	denied_because(["lab"], res, "search must name a patient")
+}
+
+test_route_read_without_patient_denied_to_care_team_roles if {
+	res := {"kind": "route", "type": "DocumentReference", "action": "read", "interaction": "read", "patient_status": "unknown", "patients": []}
+	denied_because(["physician"], res, "not on the patient's care team")
 }
 
 # ------------------------------------------------------ kinds and actions
@@ -191,5 +264,6 @@ test_multi_role_deny_gives_a_reason_per_role if {
 }
 
 test_hard_denial_overrides_every_role if {
-	denied_because(["physician", "nurse"], unknown_search("Condition"), "search must name a patient")
+	denied_because(["physician", "him"], everything("unknown", []), "operation must name a patient")
+	denied_because(["physician", "him"], object.union(write("update", "Condition"), {"patient_status": "unknown", "patients": []}), "write must name a patient")
 }

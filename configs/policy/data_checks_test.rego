@@ -3,8 +3,12 @@ package chartguard_test
 
 import data.chartguard
 
+# required are the keys data.json must have, at their most permissive.
+required := {"care_team_roles": {}, "restricted_labels": {}, "very_restricted_labels": {}}
+
+# errors_with(d) is the load errors of d with the required keys added.
 errors_with(d) := errs if {
-	errs := chartguard.load_errors with data.chartguard_data as d
+	errs := chartguard.load_errors with data.chartguard_data as object.union(required, d)
 }
 
 test_shipped_data_has_no_load_errors if {
@@ -13,6 +17,46 @@ test_shipped_data_has_no_load_errors if {
 
 test_missing_keys_keep_defaults if {
 	count(errors_with({})) == 0
+}
+
+test_care_team_and_label_sets_are_required if {
+	# Missing, they would switch off the care-team and label rules.
+	errs := chartguard.load_errors with data.chartguard_data as {}
+	errs == {
+		"data.chartguard_data.care_team_roles is required",
+		"data.chartguard_data.restricted_labels is required",
+		"data.chartguard_data.very_restricted_labels is required",
+	}
+	old := chartguard.load_errors with data.chartguard_data as json.remove(data.chartguard_data, ["very_restricted_labels"])
+	old == {"data.chartguard_data.very_restricted_labels is required"}
+}
+
+test_data_must_be_an_object if {
+	every d in [null, [], "x"] {
+		errs := chartguard.load_errors with data.chartguard_data as d
+		"data.chartguard_data must be an object" in errs
+		"data.chartguard_data.care_team_roles is required" in errs
+	}
+}
+
+test_care_team_and_label_sets_are_lookup_objects if {
+	errs := errors_with({
+		"care_team_roles": ["physician"],
+		"restricted_labels": {"R": "yes"},
+		"very_restricted_labels": ["V"],
+	})
+	errs == {
+		"data.chartguard_data.care_team_roles must be an object",
+		"data.chartguard_data.restricted_labels.R must be true",
+		"data.chartguard_data.very_restricted_labels must be an object",
+	}
+}
+
+test_care_teams_shape if {
+	errors_with({"care_teams": []}) == {"data.chartguard_data.care_teams must be an object"}
+	errors_with({"care_teams": {"Practitioner/pr1": ["p1"]}}) == {"data.chartguard_data.care_teams.Practitioner/pr1 must be an object"}
+	errors_with({"care_teams": {"Practitioner/pr1": {"p1": 1}}}) == {"data.chartguard_data.care_teams.Practitioner/pr1.p1 must be true"}
+	count(errors_with({"care_teams": {"Practitioner/pr1": {"p1": true}}})) == 0
 }
 
 test_lists_of_earlier_versions_are_refused if {

@@ -41,21 +41,32 @@ denials contains "operation must name a patient" if {
 	patients_unnamed
 }
 
-# patients_unnamed holds for a search, history or operation that must name
-# the patients it touches and does not.
+denials contains "write must name a patient" if {
+	resource.action in {"create", "update", "patch", "delete"}
+	patients_unnamed
+}
+
+# patients_unnamed holds for a request that must name the patients it
+# touches and does not. These are request-phase rules: in the response
+# phase each resource is decided on its own patients (care_ok, records_ok),
+# so they hold for any phase but "response".
 #
 # Searches and histories over clinical data (or over every type) must name
-# the patients they touch. The history of one resource (history-instance)
-# is not a search: like a read by id, it is decided again on each version
-# in the response phase. data.chartguard_data.search_requires_patient
-# switches this off; only an explicit false does, so missing data keeps it.
+# the patients they touch, unless the response phase decides each entry:
+# for a FHIR request in the request phase when
+# data.chartguard_data.search_requires_patient is false (only an explicit
+# false; missing data keeps the rule). A route's response is not checked
+# per resource, so a route search must always name its patients. The
+# history of one resource (history-instance) is not a search: like a read
+# by id, it is decided again on each version in the response phase.
 patients_unnamed if {
 	resource.action in {"search", "history"}
 	not names_patients
 	is_data_request
 	not resource.interaction == "history-instance"
 	bulk_scope
-	not cfg.search_requires_patient == false
+	not resource.phase == "response"
+	not search_deferred
 }
 
 # Operations over clinical data (or the whole server) must name the
@@ -65,6 +76,32 @@ patients_unnamed if {
 	not names_patients
 	is_data_request
 	bulk_scope
+	not resource.phase == "response"
+}
+
+# Writes to clinical data must name their patients: ChartGuard proves them
+# from the body and the current version before it asks. A write it could
+# not prove (a conditional update, say) is denied rather than trusted.
+# Creating a Patient is the exception: the new record belongs to no
+# patient yet.
+patients_unnamed if {
+	resource.action in {"create", "update", "patch", "delete"}
+	not names_patients
+	is_data_request
+	bulk_scope
+	not resource.phase == "response"
+	not new_patient
+}
+
+search_deferred if {
+	resource.phase == "request"
+	resource.kind == "fhir"
+	cfg.search_requires_patient == false
+}
+
+new_patient if {
+	resource.action == "create"
+	resource.type == "Patient"
 }
 
 # bulk_scope holds when the request reaches clinical data or every type.

@@ -25,13 +25,14 @@ has_role if {
 	role != ""
 }
 
-# FHIR and route requests are decided on the per-role table; capabilities
-# and static content have their own rules.
+# FHIR and route requests are decided on the per-role table; capabilities,
+# static content and response-phase OperationOutcomes have their own rules.
 is_data_request if resource.kind == "route"
 
 is_data_request if {
 	resource.kind == "fhir"
 	not resource.interaction == "capabilities"
+	not response_outcome
 }
 
 # Capabilities and static content: every authenticated caller, whatever
@@ -47,19 +48,43 @@ granted_without_role if {
 	authenticated
 }
 
+# An OperationOutcome in a response (a single one, or a Bundle entry) is
+# the EMR's or ChartGuard's message about the request, such as "2 entries
+# withheld": every authenticated caller may see it. It belongs to no
+# patient; one the response scan ties to a patient (patient_status not
+# "none") is decided like any other resource, and no role lists the type.
+granted_without_role if {
+	response_outcome
+	authenticated
+}
+
+# A Bundle inside a response (a batch-response entry answering a search)
+# is a container too: ChartGuard decides every resource in it on its own
+# and withholds the whole entry when any is denied.
+response_outcome if {
+	resource.type in {"OperationOutcome", "Bundle"}
+	resource.phase == "response"
+	resource.patient_status == "none"
+	resource.kind == "fhir"
+}
+
 granted if granted_without_role
 
 # A data request is granted when one of the caller's roles permits it:
-# for a self-only role, only on the caller's own records. (A role that is
-# not a string cannot be a key of the roles table, so only the empty role
-# needs excluding here; missing_grants, which names roles in reasons,
-# checks is_string too.)
+# for a self-only role, only on the caller's own records (patients.rego);
+# for a care-team role, only on clinical data of patients whose care team
+# the user is on (careteams.rego); and only within the sensitivity of the
+# record (labels.rego). (A role that is not a string cannot be a key of
+# the roles table, so only the empty role needs excluding here;
+# missing_grants, which names roles in reasons, checks is_string too.)
 granted if {
 	is_data_request
 	some role in user.roles
 	role != ""
 	role_permits(role)
 	records_ok(role)
+	care_ok(role)
+	labels_ok(role)
 }
 
 # role_permits(role) holds when the per-role table lets role take the
@@ -100,7 +125,8 @@ missing_grants contains reason if {
 
 # missing_grant(role) says why role did not grant the request. The first
 # body gives the second's text for the common actions without building
-# what.
+# what. A very restricted record is named before the care team: no care
+# relationship would open it.
 missing_grant(role) := sprintf("role %s may not %s %s", [role, resource.action, resource.type]) if {
 	not role_permits(role)
 	resource.action in {"read", "vread", "search", "create", "update", "patch", "delete"}
@@ -110,4 +136,11 @@ missing_grant(role) := sprintf("role %s may not %s %s", [role, resource.action, 
 	not role_permits(role)
 } else := sprintf("role %s may only access the caller's own records", [role]) if {
 	not records_ok(role)
+} else := "very restricted record" if {
+	very_restricted
+	not labels_ok(role)
+} else := "not on the patient's care team" if {
+	not care_ok(role)
+} else := "restricted record" if {
+	not labels_ok(role)
 }

@@ -43,16 +43,32 @@ test_patient_denied_non_clinical_and_non_patient_types if {
 	not decide(as_patient(object.union(read("Practitioner"), {"patient_status": "none", "patients": []}))).allow
 }
 
-test_patient_read_by_id_denied_until_response_phase if {
-	# Security: until the response phase checks the resource itself, a
-	# read by id names no patient and must not let a patient read another
-	# patient's record. The response-phase issue will allow it then.
+test_patient_read_by_id_waits_for_the_response_phase if {
+	# A read by id names no patient until the EMR answers: it passes the
+	# request phase, and the response phase decides the resource itself.
 	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	history := object.union(by_id, {"action": "history", "interaction": "history-instance"})
 	every x in [
 		as_patient(by_id),
 		as_patient(object.union(by_id, {"action": "vread", "interaction": "vread"})),
+		as_patient(history),
+	] {
+		decide(x).allow
+	}
+	decide(as_patient(own(object.union(read("Observation"), {"phase": "response"})))).allow
+}
+
+test_patient_read_by_id_denied_outside_the_request_phase if {
+	# Security: only the request phase defers, and only for FHIR: the
+	# resource itself (response phase) must be the caller's, and a route's
+	# response is not checked per resource.
+	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	every x in [
 		as_patient(object.union(by_id, {"phase": "response"})),
+		as_patient(object.union(read("Observation"), {"phase": "response"})),
 		json.remove(as_patient(by_id), ["resource/phase"]),
+		as_patient(object.union(by_id, {"kind": "route"})),
+		as_patient(object.union(by_id, {"phase": "Request"})),
 	] {
 		d := decide(x)
 		d.allow == false
@@ -60,11 +76,10 @@ test_patient_read_by_id_denied_until_response_phase if {
 	}
 }
 
-test_patient_history_by_id_denied_until_response_phase if {
-	res := {"type": "Observation", "id": "o1", "action": "history", "interaction": "history-instance", "patient_status": "unknown", "patients": []}
-	d := decide(as_patient(res))
-	d.allow == false
-	d.reasons == ["role patient may only access the caller's own records"]
+test_patient_writes_and_operations_never_defer if {
+	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	not decide(as_patient(object.union(by_id, {"action": "update", "interaction": "update"}))).allow
+	not decide(as_patient(object.union(by_id, {"action": "operation", "interaction": "operation", "operation": "everything"}))).allow
 }
 
 test_patient_search_not_deferred if {

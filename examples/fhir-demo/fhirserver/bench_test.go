@@ -22,9 +22,12 @@ func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) WriteHeader(status int)      { d.status = status }
 func (d *discard) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
 
-func benchmark(b *testing.B, target string) {
+func benchmark(b *testing.B, target string, header ...string) {
 	s := New(Options{Now: testNow})
 	r := httptest.NewRequest(http.MethodGet, target, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
 	w := &discard{h: http.Header{}}
 	s.ServeHTTP(w, r)
 	require.Equal(b, http.StatusOK, w.status)
@@ -42,6 +45,11 @@ func BenchmarkSearch(b *testing.B) {
 	b.Run("patient", func(b *testing.B) { benchmark(b, "/fhir/Observation?patient=p1") })
 	b.Run("compartment", func(b *testing.B) { benchmark(b, "/fhir/Patient/p1/Condition") })
 	b.Run("page of 50", func(b *testing.B) { benchmark(b, "/fhir/Observation") })
+	b.Run("page of 50 gzip", func(b *testing.B) { benchmark(b, "/fhir/Observation", "Accept-Encoding", "gzip") })
+	b.Run("include", func(b *testing.B) {
+		benchmark(b, "/fhir/Observation?patient=p1&_include=Observation:subject&_include=Observation:encounter")
+	})
+	b.Run("revinclude", func(b *testing.B) { benchmark(b, "/fhir/Patient?_id=p1&_revinclude=Observation:subject") })
 }
 
 func TestAppendJSONString(t *testing.T) {

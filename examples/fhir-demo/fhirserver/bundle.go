@@ -10,9 +10,10 @@ import (
 // maxPooledBuffer caps the size of response buffers kept for reuse.
 const maxPooledBuffer = 1 << 20
 
-// writeBundle writes a searchset or history Bundle. The stored resource
-// bytes are copied in as they are; only the envelope is built here.
-func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, kind, path string, q *query, total int, page []*version) {
+// writeBundle writes a searchset or history Bundle: page as matches (or
+// history entries), then included as search mode "include". The stored
+// resource bytes are copied in as they are; only the envelope is built here.
+func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, kind, path string, q *query, total int, page, included []*version) {
 	base := s.baseURL(r)
 	bp := s.bufs.Get().(*[]byte)
 	out := (*bp)[:0]
@@ -36,7 +37,7 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, kind, path 
 	}
 	out = append(out, ']')
 
-	if len(page) > 0 {
+	if len(page)+len(included) > 0 {
 		// The escaped base without its closing quote: ids and types
 		// are validated, so "base/Type/id" needs no further escaping.
 		escBase := appendJSONString(nil, base)
@@ -46,15 +47,7 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, kind, path 
 			if i > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, `{"fullUrl":`...)
-			out = append(out, escBase...)
-			out = append(out, '/')
-			out = append(out, v.ref...)
-			out = append(out, '"')
-			if !v.deleted {
-				out = append(out, `,"resource":`...)
-				out = append(out, v.body...)
-			}
+			out = appendEntryStart(out, escBase, v)
 			if kind == "history" {
 				out = appendHistoryDetails(out, v)
 			} else {
@@ -62,19 +55,38 @@ func (s *Server) writeBundle(w http.ResponseWriter, r *http.Request, kind, path 
 			}
 			out = append(out, '}')
 		}
+		for i, v := range included {
+			if i > 0 || len(page) > 0 {
+				out = append(out, ',')
+			}
+			out = appendEntryStart(out, escBase, v)
+			out = append(out, `,"search":{"mode":"include"}}`...)
+		}
 		out = append(out, ']')
 	}
 	out = append(out, '}')
 
-	h := w.Header()
-	h["Content-Type"] = s.contentType
-	h.Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	w.Header()["Content-Type"] = s.contentType
+	s.writeBody(w, http.StatusOK, out, nil)
 	if cap(out) <= maxPooledBuffer {
 		*bp = out
 		s.bufs.Put(bp)
 	}
+}
+
+// appendEntryStart appends an entry's opening, fullUrl and resource (none
+// for a deletion in history), leaving the object open.
+func appendEntryStart(out, escBase []byte, v *version) []byte {
+	out = append(out, `{"fullUrl":`...)
+	out = append(out, escBase...)
+	out = append(out, '/')
+	out = append(out, v.ref...)
+	out = append(out, '"')
+	if !v.deleted {
+		out = append(out, `,"resource":`...)
+		out = append(out, v.body...)
+	}
+	return out
 }
 
 func appendLink(out []byte, rel, base, path string, params url.Values) []byte {
@@ -121,13 +133,13 @@ func appendHistoryDetails(out []byte, v *version) []byte {
 
 // history answers instance (spec and id), type (spec) or system (nil)
 // history, newest first.
-func (s *Server) history(w http.ResponseWriter, r *http.Request, spec *typeSpec, id, path string) {
+func (s *Server) history(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec, id, path string) {
 	params, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		s.failErr(w, badRequest("malformed query string"))
 		return
 	}
-	q, err := parseQuery(nil, params, isStrict(r))
+	q, err := s.parseQuery(nil, params, isStrict(r))
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -140,12 +152,12 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, spec *typeSpec,
 		}
 		total++
 	}
-	s.mu.RLock()
+	s.rlock(tx)
 	switch {
 	case id != "":
 		e := s.types[spec.name].byID[id]
 		if e == nil {
-			s.mu.RUnlock()
+			s.runlock(tx)
 			s.fail(w, http.StatusNotFound, "not-found", "resource not found")
 			return
 		}
@@ -159,6 +171,6 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, spec *typeSpec,
 			}
 		}
 	}
-	s.mu.RUnlock()
-	s.writeBundle(w, r, "history", path, q, total, page)
+	s.runlock(tx)
+	s.writeBundle(w, r, "history", path, q, total, page, nil)
 }

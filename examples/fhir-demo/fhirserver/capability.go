@@ -22,7 +22,10 @@ type capResource struct {
 	Versioning   string           `json:"versioning"`
 	ReadHistory  bool             `json:"readHistory"`
 	UpdateCreate bool             `json:"updateCreate"`
-	SearchParam  []capSearchParam `json:"searchParam"`
+	// The _include and _revinclude values this type supports.
+	SearchInclude    []string         `json:"searchInclude,omitempty"`
+	SearchRevInclude []string         `json:"searchRevInclude,omitempty"`
+	SearchParam      []capSearchParam `json:"searchParam"`
 }
 
 type capRest struct {
@@ -57,7 +60,8 @@ func (s *Server) capabilityStatement(date time.Time) []byte {
 	slices.Sort(names)
 	interactions := []capInteraction{{"read"}, {"vread"}, {"update"}, {"delete"},
 		{"history-instance"}, {"history-type"}, {"create"}, {"search-type"}}
-	rest := capRest{Mode: "server", Interaction: []capInteraction{{"history-system"}}}
+	rest := capRest{Mode: "server",
+		Interaction: []capInteraction{{"transaction"}, {"batch"}, {"history-system"}}}
 	for _, name := range names {
 		spec := s.specs[name]
 		params := []capSearchParam{{"_id", "token"}}
@@ -73,6 +77,7 @@ func (s *Server) capabilityStatement(date time.Time) []byte {
 		rest.Resource = append(rest.Resource, capResource{
 			Type: name, Interaction: interactions, Versioning: "versioned",
 			ReadHistory: true, UpdateCreate: true, SearchParam: params,
+			SearchInclude: s.includeNames(name), SearchRevInclude: s.revIncludeNames(name),
 		})
 	}
 	body, err := json.Marshal(capabilityStatement{
@@ -85,4 +90,29 @@ func (s *Server) capabilityStatement(date time.Time) []byte {
 		return []byte(`{"resourceType":"CapabilityStatement","status":"active","kind":"instance","fhirVersion":"4.0.1"}`)
 	}
 	return body
+}
+
+// includeNames lists "Type:param" for the reference parameters of typ.
+func (s *Server) includeNames(typ string) []string {
+	var out []string
+	for p := range s.specs[typ].refs {
+		out = append(out, typ+":"+p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// revIncludeNames lists "Source:param" for the reference parameters whose
+// default target is typ. Others are accepted too (they find nothing here).
+func (s *Server) revIncludeNames(typ string) []string {
+	var out []string
+	for name, spec := range s.specs {
+		for p, rp := range spec.refs {
+			if rp.target == typ {
+				out = append(out, name+":"+p)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -7,9 +7,10 @@ import (
 )
 
 type outcomeIssue struct {
-	Severity    string `json:"severity"`
-	Code        string `json:"code"`
-	Diagnostics string `json:"diagnostics"`
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics"`
+	Expression  []string `json:"expression,omitempty"`
 }
 
 type operationOutcome struct {
@@ -20,14 +21,25 @@ type operationOutcome struct {
 // fail answers with an OperationOutcome. code is from the FHIR IssueType
 // value set; msg is a fixed text that never echoes request values.
 func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
-	body, err := json.Marshal(operationOutcome{
-		ResourceType: "OperationOutcome",
-		Issue:        []outcomeIssue{{Severity: "error", Code: code, Diagnostics: msg}},
-	})
-	if err != nil { // unreachable: the value holds only strings
-		body = []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+	s.failAt(w, status, code, msg, "")
+}
+
+// failAt is fail with the FHIRPath of the element at fault ("" for none).
+func (s *Server) failAt(w http.ResponseWriter, status int, code, msg, expr string) {
+	issue := outcomeIssue{Severity: "error", Code: code, Diagnostics: msg}
+	if expr != "" {
+		issue.Expression = []string{expr}
 	}
-	s.writeRaw(w, status, body)
+	s.writeRaw(w, status, marshalOutcome(operationOutcome{
+		ResourceType: "OperationOutcome", Issue: []outcomeIssue{issue}}))
+}
+
+func marshalOutcome(oo operationOutcome) []byte {
+	body, err := json.Marshal(oo)
+	if err != nil { // unreachable: the value holds only strings
+		return []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+	}
+	return body
 }
 
 // appendJSONString appends s as a JSON string, escaping like encoding/json

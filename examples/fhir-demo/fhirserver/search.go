@@ -20,11 +20,14 @@ const (
 )
 
 // httpError is a client error answered with an OperationOutcome. Its text is
-// fixed by this package and never contains request values.
+// fixed by this package and never contains request values; expr, if set, is
+// the FHIRPath of the element at fault (issue.expression), built from fixed
+// names and indexes.
 type httpError struct {
 	status int
 	code   string
 	msg    string
+	expr   string
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -37,7 +40,7 @@ func badRequest(msg string) error {
 func (s *Server) failErr(w http.ResponseWriter, err error) {
 	var he *httpError
 	if errors.As(err, &he) {
-		s.fail(w, he.status, he.code, he.msg)
+		s.failAt(w, he.status, he.code, he.msg, he.expr)
 		return
 	}
 	s.fail(w, http.StatusInternalServerError, "exception", "internal error")
@@ -52,10 +55,13 @@ const (
 )
 
 // filter is one search parameter occurrence: its alternatives are ORed,
-// filters are ANDed. A filter with no valid alternative matches nothing.
+// filters are ANDed. A filter with no valid alternative matches nothing; with
+// not set (the :not modifier) it matches what it would not match otherwise,
+// including resources without a value.
 type filter struct {
 	kind   filterKind
 	param  string
+	not    bool
 	values []string // ids, or normalised "Type/id" references
 	tokens []tokenMatch
 }
@@ -67,18 +73,20 @@ type tokenMatch struct {
 
 // query is a parsed search or history request.
 type query struct {
-	filters []filter
-	count   int
-	offset  int
-	noTotal bool
-	params  url.Values // as received, for the links
+	filters     []filter
+	includes    []include // _include values, in request order
+	revincludes []include // _revinclude values, in request order
+	count       int
+	offset      int
+	noTotal     bool
+	params      url.Values // as received, for the links
 }
 
 // parseQuery parses params for spec (nil: history, result parameters only).
-func parseQuery(spec *typeSpec, params url.Values, strict bool) (*query, error) {
+func (s *Server) parseQuery(spec *typeSpec, params url.Values, strict bool) (*query, error) {
 	q := &query{count: defaultCount, params: params}
 	for key, vals := range params {
-		name, _, hasMod := strings.Cut(key, ":")
+		name, mod, hasMod := strings.Cut(key, ":")
 		switch name {
 		case "_count", "_offset", "_total":
 			if hasMod || len(vals) != 1 {
@@ -90,6 +98,16 @@ func parseQuery(spec *typeSpec, params url.Values, strict bool) (*query, error) 
 			continue
 		case "_format", "_pretty":
 			continue // representation only: JSON is all we serve
+		case "_include", "_revinclude":
+			if spec != nil {
+				if hasMod {
+					return nil, badRequest("_include and _revinclude take no modifier (:iterate is not supported)")
+				}
+				if err := q.addIncludes(s.specs, spec, name == "_revinclude", vals, strict); err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
 		kind, target, known := paramKind(spec, name)
 		if !known {
@@ -98,16 +116,42 @@ func parseQuery(spec *typeSpec, params url.Values, strict bool) (*query, error) 
 			}
 			continue // lenient handling (FHIR R4 search 3.1.1.5)
 		}
-		if hasMod {
-			return nil, badRequest("search modifiers are not supported")
+		m, err := parseModifier(kind, mod, hasMod)
+		if err != nil {
+			return nil, err
+		}
+		if m.typ != "" {
+			target = m.typ
 		}
 		for _, v := range vals {
 			if v != "" { // empty values are ignored
-				q.filters = append(q.filters, newFilter(kind, name, target, v))
+				q.filters = append(q.filters, newFilter(kind, name, target, m, v))
 			}
 		}
 	}
 	return q, nil
+}
+
+// modifier is a supported search modifier: :not, or a type (:Patient) on a
+// reference parameter.
+type modifier struct {
+	not bool
+	typ string
+}
+
+// parseModifier accepts :not on every parameter (all are token or
+// reference parameters) and :[type] on reference parameters; the rest
+// (:missing, :exact, :identifier, :above, …) is refused.
+func parseModifier(kind filterKind, mod string, hasMod bool) (modifier, error) {
+	switch {
+	case !hasMod:
+		return modifier{}, nil
+	case mod == "not":
+		return modifier{not: true}, nil
+	case kind == filterRef && validType(mod):
+		return modifier{typ: mod}, nil
+	}
+	return modifier{}, badRequest("unsupported search modifier (only :not, and :[type] on references)")
 }
 
 func (q *query) setResultParam(name, v string) error {
@@ -151,14 +195,17 @@ func paramKind(spec *typeSpec, name string) (filterKind, string, bool) {
 	return 0, "", false
 }
 
-func newFilter(kind filterKind, name, target, raw string) filter {
-	f := filter{kind: kind, param: name}
+// newFilter parses one parameter value. With a type modifier, target is
+// that type and typed values of another type match nothing.
+func newFilter(kind filterKind, name, target string, m modifier, raw string) filter {
+	f := filter{kind: kind, param: name, not: m.not}
 	for alt := range strings.SplitSeq(raw, ",") {
 		switch kind {
 		case filterID:
 			f.values = append(f.values, alt)
 		case filterRef:
-			if ref, ok := queryRef(alt, target); ok {
+			ref, ok := queryRef(alt, target)
+			if ok && (m.typ == "" || strings.HasPrefix(ref, m.typ+"/")) {
 				f.values = append(f.values, ref)
 			}
 		case filterToken:
@@ -195,6 +242,11 @@ func (q *query) matches(v *version) bool {
 }
 
 func (f *filter) matches(v *version) bool {
+	return f.any(v) != f.not
+}
+
+// any reports whether some value of v matches some alternative of f.
+func (f *filter) any(v *version) bool {
 	switch f.kind {
 	case filterID:
 		for _, id := range f.values {
@@ -246,8 +298,8 @@ func searchParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, &httpError{http.StatusUnsupportedMediaType, "not-supported",
-			"_search needs an application/x-www-form-urlencoded body"}
+		return nil, &httpError{status: http.StatusUnsupportedMediaType, code: "not-supported",
+			msg: "_search needs an application/x-www-form-urlencoded body"}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
 	if err != nil {
@@ -265,20 +317,20 @@ func searchParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 
 func bodyError(err error) error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return &httpError{http.StatusRequestEntityTooLarge, "too-costly", "request body too large"}
+		return &httpError{status: http.StatusRequestEntityTooLarge, code: "too-costly", msg: "request body too large"}
 	}
 	return badRequest("unreadable request body")
 }
 
 // search answers a type search, or a Patient compartment search when
 // patientID is set.
-func (s *Server) search(w http.ResponseWriter, r *http.Request, spec *typeSpec, patientID string) {
+func (s *Server) search(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec, patientID string) {
 	params, err := searchParams(w, r)
 	if err != nil {
 		s.failErr(w, err)
 		return
 	}
-	q, err := parseQuery(spec, params, isStrict(r))
+	q, err := s.parseQuery(spec, params, isStrict(r))
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -291,7 +343,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, spec *typeSpec, 
 	}
 	page := make([]*version, 0, min(q.count, 64))
 	total := 0
-	s.mu.RLock()
+	s.rlock(tx)
 	for _, e := range s.types[spec.name].order {
 		v := e.current()
 		if v.deleted || !q.matches(v) {
@@ -302,6 +354,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, spec *typeSpec, 
 		}
 		total++
 	}
-	s.mu.RUnlock()
-	s.writeBundle(w, r, "searchset", path, q, total, page)
+	included := s.included(q, page)
+	s.runlock(tx)
+	s.writeBundle(w, r, "searchset", path, q, total, page, included)
 }

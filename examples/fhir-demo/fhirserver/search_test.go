@@ -58,7 +58,8 @@ func TestSearch(t *testing.T) {
 		{"empty value ignored", req{target: "/fhir/MedicationRequest?patient="}, "MedicationRequest", all},
 		{"empty alternative matches nothing", req{target: "/fhir/MedicationRequest?patient=,"}, "MedicationRequest", none},
 		{"unknown param ignored", req{target: "/fhir/DocumentReference?patient=p3&color=blue"}, "DocumentReference", subjectIs("Patient/p3")},
-		{"_include ignored", req{target: "/fhir/Observation?patient=p1&_include=Observation:subject"}, "Observation", subjectIs("Patient/p1")},
+		{"unknown _include ignored", req{target: "/fhir/Observation?patient=p1&_include=Observation:performer"}, "Observation", subjectIs("Patient/p1")},
+		{"type modifier", req{target: "/fhir/Observation?subject:Patient=p1"}, "Observation", subjectIs("Patient/p1")},
 		{"_id list", req{target: "/fhir/Patient?_id=p1,p3,nope"}, "Patient",
 			func(r map[string]any) bool { return r["id"] == "p1" || r["id"] == "p3" }},
 		{"_id and patient", req{target: "/fhir/Observation?_id=obs-p1-1,obs-p2-1&patient=p1"}, "Observation",
@@ -150,7 +151,7 @@ func TestSearchErrors(t *testing.T) {
 		wantCode   string
 	}{
 		{"modifier", req{target: "/fhir/Observation?patient:missing=true"}, 400, "invalid"},
-		{"type modifier", req{target: "/fhir/Observation?subject:Patient=p1"}, 400, "invalid"},
+		{"type modifier on a token", req{target: "/fhir/Observation?code:Patient=p1"}, 400, "invalid"},
 		{"_count not a number", req{target: "/fhir/Observation?_count=ten"}, 400, "invalid"},
 		{"_count negative", req{target: "/fhir/Observation?_count=-1"}, 400, "invalid"},
 		{"_count twice", req{target: "/fhir/Observation?_count=1&_count=2"}, 400, "invalid"},
@@ -159,7 +160,7 @@ func TestSearchErrors(t *testing.T) {
 		{"malformed query", req{target: "/fhir/Observation?patient=%zz"}, 400, "invalid"},
 		{"semicolon query", req{target: "/fhir/Observation?patient=p1;p2"}, 400, "invalid"},
 		{"strict unknown param", req{target: "/fhir/Observation?color=blue", header: strict}, 400, "invalid"},
-		{"strict _include", req{target: "/fhir/Observation?_include=Observation:subject", header: strict}, 400, "invalid"},
+		{"strict unknown _include", req{target: "/fhir/Observation?_include=Observation:performer", header: strict}, 400, "invalid"},
 		{"strict in a list", req{target: "/fhir/Observation?foo=1", header: map[string]string{"Prefer": "return=minimal, handling=strict"}}, 400, "invalid"},
 		{"_search without form type", req{method: http.MethodPost, target: "/fhir/Observation/_search", body: "patient=p1",
 			header: map[string]string{"Content-Type": "application/json"}}, 415, "not-supported"},

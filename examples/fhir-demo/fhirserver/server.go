@@ -43,9 +43,11 @@ type Server struct {
 	onRequest func(*http.Request)
 	specs     map[string]*typeSpec
 
-	capability  []byte
-	contentType []string // shared header value
-	bufs        sync.Pool
+	capability []byte
+	bufs       sync.Pool
+	gzip       *gzipCodec
+	// Shared header values.
+	contentType, vary, contentEncoding []string
 
 	mu     sync.RWMutex
 	types  map[string]*typeStore
@@ -63,13 +65,16 @@ func New(opts Options) *Server {
 		base = "/" + base
 	}
 	s := &Server{
-		base:        base,
-		now:         opts.Now,
-		onRequest:   opts.OnRequest,
-		specs:       newTypeSpecs(),
-		contentType: headerValue("application/fhir+json; charset=utf-8"),
-		bufs:        sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }},
-		types:       map[string]*typeStore{},
+		base:            base,
+		now:             opts.Now,
+		onRequest:       opts.OnRequest,
+		specs:           newTypeSpecs(),
+		contentType:     headerValue("application/fhir+json; charset=utf-8"),
+		vary:            headerValue("Accept-Encoding"),
+		contentEncoding: headerValue("gzip"),
+		bufs:            sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }},
+		gzip:            newGzipCodec(),
+		types:           map[string]*typeStore{},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -104,36 +109,59 @@ func (s *Server) PatientIDs() []string {
 	return ids
 }
 
-// ServeHTTP routes one FHIR request. The path is split on its escaped form,
-// so an encoded slash stays inside its segment (and fails id validation)
-// instead of creating a new one.
+// ServeHTTP routes one FHIR request. POST to the base itself is a batch or
+// transaction; everything else is addressed below the base. Bodies are
+// gzip-compressed when the client accepts gzip, except for HEAD.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.onRequest != nil {
 		s.onRequest(r)
 	}
-	p := r.URL.EscapedPath()
-	if !strings.HasPrefix(p, s.base+"/") {
-		s.fail(w, http.StatusNotFound, "not-found", "unknown path")
+	if r.Method != http.MethodHead && acceptsGzip(r) {
+		w = &gzipWriter{w}
+	}
+	if p := r.URL.EscapedPath(); p == s.base || (s.base == "" && p == "/") {
+		s.serveBundle(w, r)
 		return
+	}
+	s.dispatch(w, r, nil)
+}
+
+// dispatch routes a request below the base: one of its own (tx nil) or a
+// Bundle entry.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, tx *txn) {
+	segs, err := s.splitPath(r.URL.EscapedPath())
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
+	s.route(w, r, tx, segs)
+}
+
+// splitPath returns the unescaped segments of an escaped path below the
+// base. The path is split on its escaped form, so an encoded slash stays
+// inside its segment (and fails id validation) instead of creating a new
+// one.
+func (s *Server) splitPath(p string) ([]string, error) {
+	notFound := &httpError{status: http.StatusNotFound, code: "not-found", msg: "unknown path"}
+	if !strings.HasPrefix(p, s.base+"/") {
+		return nil, notFound
 	}
 	raw := strings.Split(p[len(s.base)+1:], "/")
 	segs := make([]string, len(raw))
 	for i, seg := range raw {
 		u, err := url.PathUnescape(seg)
 		if err != nil {
-			s.fail(w, http.StatusBadRequest, "invalid", "malformed path")
-			return
+			return nil, badRequest("malformed path")
 		}
 		if u == "" {
-			s.fail(w, http.StatusNotFound, "not-found", "unknown path")
-			return
+			return nil, notFound
 		}
 		segs[i] = u
 	}
-	s.route(w, r, segs)
+	return segs, nil
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request, segs []string) {
+func (s *Server) route(w http.ResponseWriter, r *http.Request, tx *txn, segs []string) {
 	if segs[0] == "metadata" || segs[0] == "_history" {
 		switch {
 		case len(segs) > 1:
@@ -142,7 +170,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, segs []string) {
 		case segs[0] == "metadata":
 			s.writeRaw(w, http.StatusOK, s.capability)
 		default:
-			s.history(w, r, nil, "", "_history")
+			s.history(w, r, tx, nil, "", "_history")
 		}
 		return
 	}
@@ -153,43 +181,43 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, segs []string) {
 	}
 	switch {
 	case len(segs) == 1:
-		s.routeType(w, r, spec)
+		s.routeType(w, r, tx, spec)
 	case segs[1] == "_search" && len(segs) == 2:
 		if s.allow(w, r, "POST") {
-			s.search(w, r, spec, "")
+			s.search(w, r, tx, spec, "")
 		}
 	case segs[1] == "_history" && len(segs) == 2:
 		if s.allow(w, r, "GET, HEAD") {
-			s.history(w, r, spec, "", spec.name+"/_history")
+			s.history(w, r, tx, spec, "", spec.name+"/_history")
 		}
 	case !validID(segs[1]):
 		s.fail(w, http.StatusBadRequest, "invalid", "invalid resource id")
 	case len(segs) == 2:
-		s.routeInstance(w, r, spec, segs[1])
+		s.routeInstance(w, r, tx, spec, segs[1])
 	default:
-		s.routeBelowInstance(w, r, spec, segs)
+		s.routeBelowInstance(w, r, tx, spec, segs)
 	}
 }
 
-func (s *Server) routeType(w http.ResponseWriter, r *http.Request, spec *typeSpec) {
+func (s *Server) routeType(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.search(w, r, spec, "")
+		s.search(w, r, tx, spec, "")
 	case http.MethodPost:
-		s.create(w, r, spec)
+		s.create(w, r, tx, spec)
 	default:
 		s.methodNotAllowed(w, "GET, HEAD, POST")
 	}
 }
 
-func (s *Server) routeInstance(w http.ResponseWriter, r *http.Request, spec *typeSpec, id string) {
+func (s *Server) routeInstance(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec, id string) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.read(w, spec, id, 0)
+		s.read(w, tx, spec, id, 0)
 	case http.MethodPut:
-		s.update(w, r, spec, id)
+		s.update(w, r, tx, spec, id)
 	case http.MethodDelete:
-		s.delete(w, r, spec, id)
+		s.delete(w, r, tx, spec, id)
 	default:
 		s.methodNotAllowed(w, "GET, HEAD, PUT, DELETE")
 	}
@@ -197,12 +225,12 @@ func (s *Server) routeInstance(w http.ResponseWriter, r *http.Request, spec *typ
 
 // routeBelowInstance handles /{type}/{id}/_history[/{vid}] and the Patient
 // compartment /Patient/{id}/{type}.
-func (s *Server) routeBelowInstance(w http.ResponseWriter, r *http.Request, spec *typeSpec, segs []string) {
+func (s *Server) routeBelowInstance(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec, segs []string) {
 	id := segs[1]
 	switch {
 	case segs[2] == "_history" && len(segs) == 3:
 		if s.allow(w, r, "GET, HEAD") {
-			s.history(w, r, spec, id, spec.name+"/"+id+"/_history")
+			s.history(w, r, tx, spec, id, spec.name+"/"+id+"/_history")
 		}
 	case segs[2] == "_history" && len(segs) == 4:
 		vid, ok := parseVersionID(segs[3])
@@ -211,7 +239,7 @@ func (s *Server) routeBelowInstance(w http.ResponseWriter, r *http.Request, spec
 			return
 		}
 		if s.allow(w, r, "GET, HEAD") {
-			s.read(w, spec, id, vid)
+			s.read(w, tx, spec, id, vid)
 		}
 	case spec.name == "Patient" && len(segs) == 3 && s.specs[segs[2]] != nil:
 		target := s.specs[segs[2]]
@@ -220,7 +248,7 @@ func (s *Server) routeBelowInstance(w http.ResponseWriter, r *http.Request, spec
 			return
 		}
 		if s.allow(w, r, "GET, HEAD") {
-			s.search(w, r, target, id)
+			s.search(w, r, tx, target, id)
 		}
 	default:
 		s.fail(w, http.StatusNotFound, "not-supported", "unknown resource type or interaction")
@@ -260,8 +288,8 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, allow string) {
 }
 
 // read answers a read (vid 0) or a vread.
-func (s *Server) read(w http.ResponseWriter, spec *typeSpec, id string, vid int) {
-	s.mu.RLock()
+func (s *Server) read(w http.ResponseWriter, tx *txn, spec *typeSpec, id string, vid int) {
+	s.rlock(tx)
 	var v *version
 	if e := s.types[spec.name].byID[id]; e != nil {
 		switch {
@@ -271,7 +299,7 @@ func (s *Server) read(w http.ResponseWriter, spec *typeSpec, id string, vid int)
 			v = e.versions[vid-1]
 		}
 	}
-	s.mu.RUnlock()
+	s.runlock(tx)
 	switch {
 	case v == nil:
 		s.fail(w, http.StatusNotFound, "not-found", "resource not found")
@@ -288,16 +316,13 @@ func (s *Server) writeVersion(w http.ResponseWriter, status int, v *version) {
 	h["Content-Type"] = s.contentType
 	h["Etag"] = v.etag
 	h["Last-Modified"] = v.lastModified
-	h["Content-Length"] = v.contentLength
-	w.WriteHeader(status)
-	_, _ = w.Write(v.body)
+	s.writeBody(w, status, v.body, v.contentLength)
 }
 
 // writeRaw writes a FHIR JSON body.
 func (s *Server) writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header()["Content-Type"] = s.contentType
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	s.writeBody(w, status, body, nil)
 }
 
 // baseURL is the absolute URL of the FHIR base as the client addressed it.

@@ -70,7 +70,8 @@ func TestErrors(t *testing.T) {
 		{"invalid id", req{target: "/fhir/Patient/p1$x"}, 400, "invalid", ""},
 		{"encoded slash stays in the id", req{target: "/fhir/Patient/p1%2F..%2Fp2"}, 400, "invalid", ""},
 		{"outside base", req{target: "/other/Patient/p1"}, 404, "not-found", ""},
-		{"base itself", req{target: "/fhir"}, 404, "not-found", ""},
+		{"GET base itself", req{target: "/fhir"}, 405, "not-supported", "POST"},
+		{"base with slash", req{method: http.MethodPost, target: "/fhir/", body: `{"resourceType":"Bundle","type":"batch"}`}, 404, "not-found", ""},
 		{"base prefix lookalike", req{target: "/fhirx/Patient/p1"}, 404, "not-found", ""},
 		{"trailing slash", req{target: "/fhir/Patient/p1/"}, 404, "not-found", ""},
 		{"double slash", req{target: "/fhir//Patient/p1"}, 404, "not-found", ""},
@@ -108,7 +109,9 @@ func TestErrorsEchoNoRequestValues(t *testing.T) {
 	for _, target := range []string{
 		"/fhir/Patient/" + secret,
 		"/fhir/" + secret + "/x",
-		"/fhir/Observation?patient:" + secret + "=1",
+		"/fhir/Observation?patient:x" + secret + "=1",
+		"/fhir/Observation?_include=Observation:" + secret + ":x:y",
+		"/fhir/Observation?_include:" + secret + "=Observation:subject",
 		"/fhir/Observation?_count=" + secret,
 	} {
 		rec := get(t, s, target)

@@ -10,29 +10,39 @@ import (
 	"strings"
 )
 
-// readResource decodes a request body into a resource of type spec.
-func readResource(w http.ResponseWriter, r *http.Request, spec *typeSpec) (map[string]any, error) {
+// readJSON decodes a request body that must be one JSON object (at most
+// maxBody bytes; application/fhir+json or application/json if typed) into
+// dst. Numbers decoded into any stay json.Number, exactly as sent.
+func readJSON[T any](w http.ResponseWriter, r *http.Request, dst *map[string]T) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/fhir+json" && mt != "application/json") {
-			return nil, &httpError{http.StatusUnsupportedMediaType, "not-supported",
-				"only application/fhir+json is supported"}
+			return &httpError{status: http.StatusUnsupportedMediaType, code: "not-supported",
+				msg: "only application/fhir+json is supported"}
 		}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.UseNumber() // keep decimals exactly as sent
-	var res map[string]any
-	if err := dec.Decode(&res); err != nil {
+	if err := dec.Decode(dst); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, bodyError(err)
+			return bodyError(err)
 		}
-		return nil, badRequest("body is not a JSON resource")
+		return badRequest("body is not a JSON resource")
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		return nil, badRequest("body is not a single JSON resource")
+		return badRequest("body is not a single JSON resource")
 	}
-	if res == nil {
-		return nil, badRequest("body is not a JSON resource")
+	if *dst == nil {
+		return badRequest("body is not a JSON resource")
+	}
+	return nil
+}
+
+// readResource decodes a request body into a resource of type spec.
+func readResource(w http.ResponseWriter, r *http.Request, spec *typeSpec) (map[string]any, error) {
+	var res map[string]any
+	if err := readJSON(w, r, &res); err != nil {
+		return nil, err
 	}
 	if rt, _ := res["resourceType"].(string); rt != spec.name {
 		return nil, badRequest("resourceType does not match the URL")
@@ -40,23 +50,37 @@ func readResource(w http.ResponseWriter, r *http.Request, spec *typeSpec) (map[s
 	return res, nil
 }
 
-// create answers POST /{type}: the server assigns the id.
-func (s *Server) create(w http.ResponseWriter, r *http.Request, spec *typeSpec) {
+// create answers POST /{type}: the server assigns the id (inside a
+// transaction, the id the transaction assigned up front).
+func (s *Server) create(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec) {
 	res, err := readResource(w, r, spec)
 	if err != nil {
 		s.failErr(w, err)
 		return
 	}
-	s.mu.Lock()
+	s.lock(tx)
 	ts := s.types[spec.name]
-	id := s.newID(ts)
-	v, err := newVersion(spec, id, 1, http.MethodPost, res, s.now())
-	if err == nil {
-		s.commit(ts, v)
+	id := tx.assignedID()
+	var v *version
+	switch {
+	case id == "":
+		id = s.newID(ts)
+	case ts.byID[id] != nil:
+		// Unreachable: a transaction takes its ids from s.newID, which
+		// never repeats one, and runs its creates before its updates.
+		err = errIDTaken
 	}
-	s.mu.Unlock()
+	if err == nil {
+		v, err = newVersion(spec, id, 1, http.MethodPost, res, s.now())
+		if err != nil {
+			err = badRequest("invalid meta element")
+		} else {
+			s.commit(ts, v)
+		}
+	}
+	s.unlock(tx)
 	if err != nil {
-		s.failErr(w, badRequest("invalid meta element"))
+		s.failErr(w, err)
 		return
 	}
 	s.writeWritten(w, r, http.StatusCreated, v)
@@ -75,7 +99,7 @@ func (s *Server) newID(ts *typeStore) string {
 
 // update answers PUT /{type}/{id}; it creates the resource if it does not
 // exist or was deleted.
-func (s *Server) update(w http.ResponseWriter, r *http.Request, spec *typeSpec, id string) {
+func (s *Server) update(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec, id string) {
 	res, err := readResource(w, r, spec)
 	if err != nil {
 		s.failErr(w, err)
@@ -85,7 +109,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, spec *typeSpec, 
 		s.failErr(w, badRequest("resource id does not match the URL"))
 		return
 	}
-	s.mu.Lock()
+	s.lock(tx)
 	ts := s.types[spec.name]
 	var cur *version
 	if e := ts.byID[id]; e != nil {
@@ -109,7 +133,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, spec *typeSpec, 
 			s.commit(ts, v)
 		}
 	}
-	s.mu.Unlock()
+	s.unlock(tx)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -119,15 +143,15 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, spec *typeSpec, 
 
 // delete answers DELETE /{type}/{id}: 204, and later reads answer 410.
 // Deleting a deleted resource is a no-op; an unknown one is 404.
-func (s *Server) delete(w http.ResponseWriter, r *http.Request, spec *typeSpec, id string) {
-	s.mu.Lock()
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, tx *txn, spec *typeSpec, id string) {
+	s.lock(tx)
 	ts := s.types[spec.name]
 	e := ts.byID[id]
 	var err error
 	var v *version
 	switch {
 	case e == nil:
-		err = &httpError{http.StatusNotFound, "not-found", "resource not found"}
+		err = &httpError{status: http.StatusNotFound, code: "not-found", msg: "resource not found"}
 	default:
 		cur := e.current()
 		err = checkIfMatch(r, cur)
@@ -136,7 +160,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, spec *typeSpec, 
 			s.commit(ts, v)
 		}
 	}
-	s.mu.Unlock()
+	s.unlock(tx)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -155,7 +179,7 @@ func checkIfMatch(r *http.Request, cur *version) error {
 	if len(vals) == 0 {
 		return nil
 	}
-	failed := &httpError{http.StatusPreconditionFailed, "conflict", "version does not match If-Match"}
+	failed := &httpError{status: http.StatusPreconditionFailed, code: "conflict", msg: "version does not match If-Match"}
 	if len(vals) > 1 {
 		return badRequest("If-Match must be a single version")
 	}

@@ -1,0 +1,149 @@
+# The care-team rule (careteams.rego), in both phases. Static care teams
+# from data.json: pr1 is on the teams of p1 and p8, not p2; pr7 (a nurse)
+# on p1's.
+package chartguard_test
+
+# in_phase(phase, r) is resource fragment r in phase.
+in_phase(phase, r) := object.union(r, {"phase": phase})
+
+both_phases := ["request", "response"]
+
+# as_clinician(roles, fhir_user, resource) asks with those roles as that
+# practitioner and no relationships.
+as_clinician(roles, fhir_user, resource) := object.union(base, {"user": {"roles": roles, "fhir_user": fhir_user}, "resource": resource})
+
+of(r, patients) := object.union(r, {"patients": patients, "patient_status": "known"})
+
+test_static_care_team_allows if {
+	every phase in both_phases {
+		decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, read("Observation")))).allow
+		decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(search("Condition"), ["p1", "p8"])))).allow
+		decide(as_clinician(["nurse"], "Practitioner/pr7", in_phase(phase, read("MedicationRequest")))).allow
+	}
+}
+
+test_not_on_the_care_team_denied if {
+	every phase in both_phases {
+		d := decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(read("Observation"), ["p2"]))))
+		d.allow == false
+		d.reasons == ["not on the patient's care team"]
+		not decide(as_clinician(["nurse"], "Practitioner/pr7", in_phase(phase, of(read("Observation"), ["p2"])))).allow
+		not decide(as_clinician(["physician"], "Practitioner/pr2", in_phase(phase, read("Observation")))).allow
+	}
+}
+
+test_care_team_needed_for_every_patient if {
+	every phase in both_phases {
+		d := decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(search("Observation"), ["p1", "p2"]))))
+		d.allow == false
+		d.reasons == ["not on the patient's care team"]
+	}
+}
+
+test_care_relationship_from_input if {
+	rel := {"relationship": {"p2": {"care_team": true}}}
+	every phase in both_phases {
+		x := object.union(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(read("Observation"), ["p2"]))), rel)
+		decide(x).allow
+
+		# One patient from the static team, one from input.
+		y := object.union(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(read("Observation"), ["p1", "p2"]))), rel)
+		decide(y).allow
+
+		# Without a fhir_user the relationship alone suffices.
+		z := json.remove(object.union(as_clinician(["nurse"], "", in_phase(phase, of(read("Observation"), ["p2"]))), rel), ["user/fhir_user"])
+		decide(z).allow
+	}
+}
+
+test_care_relationship_must_be_true if {
+	every rel in [
+		{"p2": {"care_team": false}},
+		{"p2": {"care_team": "true"}},
+		{"p2": {"pcp": true}},
+		{"p3": {"care_team": true}},
+		{"p2": true},
+	] {
+		x := object.union(as_clinician(["physician"], "Practitioner/pr1", of(read("Observation"), ["p2"])), {"relationship": rel})
+		d := decide(x)
+		d.allow == false
+		d.reasons == ["not on the patient's care team"]
+	}
+}
+
+test_no_fhir_user_no_static_team if {
+	x := json.remove(as_clinician(["physician"], "", read("Observation")), ["user/fhir_user"])
+	d := decide(x)
+	d.allow == false
+	d.reasons == ["not on the patient's care team"]
+}
+
+test_other_roles_are_not_subject_to_care_teams if {
+	every phase in both_phases {
+		every c in [
+			["lab", read("Observation")],
+			["pharmacist", search("MedicationRequest")],
+			["billing", read("Encounter")],
+			["him", read("DocumentReference")],
+			["registration", read("Patient")],
+			["privacy-officer", read("Patient")],
+		] {
+			decide(as_clinician([c[0]], "Practitioner/pr1", in_phase(phase, of(c[1], ["p2"])))).allow
+		}
+	}
+}
+
+allowed_p2(roles, r) if decide(as_clinician(roles, "Practitioner/pr1", of(r, ["p2"]))).allow
+
+test_a_role_outside_care_teams_grants_alone if {
+	# The rule binds a user only when every role that grants the request
+	# is a care-team role.
+	allowed_p2(["physician", "lab"], read("Observation"))
+	allowed_p2(["physician", "him"], read("Condition"))
+	d := decide(as_clinician(["physician", "lab"], "Practitioner/pr1", of(read("Condition"), ["p2"])))
+	d.allow == false
+	d.reasons == ["not on the patient's care team", "role lab may not read Condition"]
+	d2 := decide(as_clinician(["physician", "nurse"], "Practitioner/pr1", of(read("Condition"), ["p2"])))
+	d2.reasons == ["not on the patient's care team"]
+}
+
+test_non_clinical_types_are_not_subject_to_care_teams if {
+	every phase in both_phases {
+		every t in ["Practitioner", "Organization", "Location", "Medication", "PractitionerRole"] {
+			r := {"type": t, "id": "x1", "action": "read", "interaction": "read", "patient_status": "none", "patients": [], "phase": phase}
+			decide(as_clinician(["physician"], "Practitioner/pr2", r)).allow
+		}
+	}
+}
+
+test_care_team_roles_come_from_data if {
+	x := as_clinician(["physician"], "Practitioner/pr1", of(read("Observation"), ["p2"]))
+	decide(x).allow with data.chartguard_data.care_team_roles as {"nurse": true}
+	y := as_clinician(["lab"], "Practitioner/pr1", of(read("Observation"), ["p2"]))
+	d := decide(y) with data.chartguard_data.care_team_roles as {"lab": true}
+	d.allow == false
+	d.reasons == ["not on the patient's care team"]
+	decide(object.union(y, {"resource": {"patients": ["p1"]}})).allow with data.chartguard_data.care_team_roles as {"lab": true}
+}
+
+test_care_teams_come_from_data if {
+	x := as_clinician(["physician"], "Practitioner/pr1", read("Observation"))
+	not decide(x).allow with data.chartguard_data.care_teams as {}
+	not decide(x).allow with data.chartguard_data as json.remove(data.chartguard_data, ["care_teams"])
+	decide(object.union(x, {"resource": {"patients": ["p2"]}})).allow with data.chartguard_data.care_teams as {"Practitioner/pr1": {"p2": true}}
+}
+
+test_unknown_patients_wait_for_the_response_phase if {
+	# Request phase: reads and searches whose patients only the response
+	# shows pass; the response decides each resource.
+	by_id := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	decide(as_clinician(["physician"], "Practitioner/pr2", by_id)).allow
+	decide(as_clinician(["nurse"], "Practitioner/pr2", unknown_search("Observation"))).allow
+
+	# Response phase: unknown patients cannot be shown to be on the team.
+	every r in [by_id, unknown_search("Observation"), object.union(by_id, {"patient_status": "none"})] {
+		d := decide(as_clinician(["physician"], "Practitioner/pr1", in_phase("response", r)))
+		d.allow == false
+		d.reasons == ["not on the patient's care team"]
+	}
+}
