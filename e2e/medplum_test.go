@@ -16,23 +16,32 @@ import (
 
 // TestMedplumThroughChartGuard runs the FHIR REST interactions through
 // ChartGuard against Medplum's FHIR router — a real FHIR server nobody here
-// wrote — and checks each leaves its audit event.
+// wrote — and checks each leaves its audit event. The physician is on the
+// care team of one patient, seeded in Medplum directly as the EMR's own
+// administrator would; another patient, not theirs, has an Observation too.
 func TestMedplumThroughChartGuard(t *testing.T) {
 	mp := medplum.Start(t)
-	e := startEnv(t, envOptions{upstreamURL: mp.URL})
+	pid := mpCreate(t, mp, "Patient", `{"resourceType":"Patient","name":[{"family":"Okafor","given":["Ada"]}]}`)
+	other := mpCreate(t, mp, "Patient", `{"resourceType":"Patient","name":[{"family":"Lindqvist"}]}`)
+	otherObs := mpCreate(t, mp, "Observation", heartRateObs(other, 64, ""))
+	e := startEnv(t, envOptions{upstreamURL: mp.URL, policyDir: policyWithCareTeam(t, "Practitioner/pr1", pid)})
 	doc := e.token(t, "physician", "doc-medplum")
 	fhirJSON := map[string]string{"Content-Type": "application/fhir+json"}
 
+	// A new patient is on nobody's care team yet: the create happens, and
+	// its echo is an informational OperationOutcome instead of the record.
 	status, body, _ := e.call(t, "POST", "/fhir/Patient", doc,
-		strings.NewReader(`{"resourceType":"Patient","name":[{"family":"Okafor","given":["Ada"]}]}`), fhirJSON)
+		strings.NewReader(`{"resourceType":"Patient","name":[{"family":"Mensah","given":["Kofi"]}]}`), fhirJSON)
 	require.Equal(t, 201, status, body)
-	pid := resourceID(t, body)
+	assert.Contains(t, body, `"OperationOutcome"`)
+	assert.Contains(t, body, `"information"`)
+	assert.NotContains(t, body, "Mensah")
 
 	status, body, _ = e.call(t, "GET", "/fhir/Patient/"+pid, doc, nil, nil)
 	require.Equal(t, 200, status, body)
 	assert.Contains(t, body, "Okafor")
 
-	obs := fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"heart rate"},"subject":{"reference":"Patient/%s"},"valueQuantity":{"value":72,"unit":"/min"}}`, pid)
+	obs := heartRateObs(pid, 72, "")
 	status, body, _ = e.call(t, "POST", "/fhir/Observation", doc, strings.NewReader(obs), fhirJSON)
 	require.Equal(t, 201, status, body)
 	oid := resourceID(t, body)
@@ -64,9 +73,16 @@ func TestMedplumThroughChartGuard(t *testing.T) {
 	status, body, _ = e.call(t, "GET", "/fhir/Patient/"+pid+"/_history", doc, nil, nil)
 	require.Equal(t, 200, status, body)
 
-	// A search that cannot prove its patient is refused before Medplum.
-	status, _, _ = e.call(t, "GET", "/fhir/Observation?code=heart", doc, nil, nil)
-	assert.Equal(t, 403, status)
+	// A search that cannot prove its patient goes to Medplum and comes back
+	// filtered: the other patient's Observation is dropped.
+	status, body, _ = e.call(t, "GET", "/fhir/Observation?code="+heartRate, doc, nil, nil)
+	require.Equal(t, 200, status, body)
+	filtered := parseBundle(t, body)
+	ids, _, outcomes := observationsOf(t, filtered)
+	assert.Equal(t, []string{oid}, ids)
+	assert.Equal(t, 1, outcomes, "an outcome entry says results were suppressed")
+	assert.Nil(t, filtered.Total)
+	assertNoneOf(t, body, other, otherObs)
 
 	// Physicians may not delete; health information management may.
 	status, _, _ = e.call(t, "DELETE", "/fhir/Observation/"+oid, doc, nil, nil)
@@ -79,13 +95,15 @@ func TestMedplumThroughChartGuard(t *testing.T) {
 
 	e.stop()
 	var actions []string
-	for _, ev := range e.events(t) {
+	evs := e.events(t)
+	for _, ev := range evs {
 		actions = append(actions, fmt.Sprintf("%s:%d", ev.Action, ev.Request.Status))
 		assert.Equal(t, "doc-medplum", ev.User.Subject)
 	}
 	require.Len(t, actions, 11, "one event per request")
+	assert.Equal(t, []string{pid}, evs[7].Resource.Patients, "the filtered search delivered only the physician's patient")
 	assert.Equal(t, []string{"create:201", "read:200", "create:201", "search:200", "update:200",
-		"history:200", "history:200", "search:403", "delete:403"}, actions[:9])
+		"history:200", "history:200", "search:200", "delete:403"}, actions[:9])
 	assert.Contains(t, []string{"delete:200", "delete:204"}, actions[9])
 	assert.Contains(t, []string{"read:404", "read:410"}, actions[10])
 }

@@ -58,9 +58,15 @@ func (p *Proxy) serveBundle(w http.ResponseWriter, r *http.Request, x *exchange)
 	aliases := bundleAliases(entries)
 	var kept []json.RawMessage
 	var first *chartguard.Decision
+	var asked []string // every entry's patients: what a refused transaction names
 	for i := range entries {
 		dec := p.decideEntry(r.Context(), x, &entries[i], aliases)
-		x.resource.Patients = appendUnique(x.resource.Patients, entries[i].res.Patients...)
+		asked = appendUnique(asked, entries[i].res.Patients...)
+		if dec.Allow {
+			// A batch's event names the patients of what went out; the
+			// response check adds those of what came back.
+			x.resource.Patients = appendUnique(x.resource.Patients, entries[i].res.Patients...)
+		}
 		if !dec.Allow {
 			st.denied[i] = dec
 			if first == nil {
@@ -79,13 +85,14 @@ func (p *Proxy) serveBundle(w http.ResponseWriter, r *http.Request, x *exchange)
 	if len(x.resource.Patients) == 0 {
 		x.resource.PatientStatus = chartguard.PatientsNone
 	}
-	switch {
-	case st.transaction && first != nil:
+	if first != nil && (st.transaction || len(kept) == 0) {
+		// Refused whole: the event names whose records were asked for.
 		x.decision = first
-		p.respond(w, x, deniedEntries(st))
-		return
-	case first != nil && len(kept) == 0:
-		x.decision = first
+		x.resource.Patients = asked
+		x.resource.PatientStatus = chartguard.PatientsKnown
+		if len(asked) == 0 {
+			x.resource.PatientStatus = chartguard.PatientsNone
+		}
 		p.respond(w, x, deniedEntries(st))
 		return
 	}
