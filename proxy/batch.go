@@ -211,6 +211,9 @@ func (p *Proxy) decideEntry(ctx context.Context, x *exchange, e *batchEntry, ali
 		if pr != nil {
 			return refuse(pr.message)
 		}
+		if _, ok := e.request["ifNoneExist"]; ok {
+			conditional(&e.res, pf)
+		}
 		e.proofs = pf
 	}
 	in := p.input(x)

@@ -179,6 +179,7 @@ func TestBatchBadInput(t *testing.T) {
 		{"too large", bundle("batch", getO1, getO1, getO1), func(c *Config) { c.Limits.MaxBatchBody = 64 }, 413, "max_batch_body"},
 		{"absolute entry URL elsewhere", bundle("transaction", `{"request":{"method":"GET","url":"https://evil.example.com/fhir/Observation/o1"}}`), nil, 403, "relative"},
 		{"nested batch", bundle("transaction", `{"request":{"method":"POST","url":""}}`), nil, 400, "request.url"},
+		{"conditional create in a transaction", bundle("transaction", strings.Replace(createP1, `"url":"Observation"`, `"url":"Observation","ifNoneExist":"identifier=x"`, 1)), nil, 403, "entry 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -96,12 +96,7 @@ func (p *Proxy) checkResponse(ctx context.Context, resp *http.Response, x *excha
 		return nil
 	}
 	if !isFHIRJSON(resp.Header.Get("Content-Type")) {
-		if resp.StatusCode >= 400 {
-			// An error page (a gateway's HTML, say): keep the status,
-			// replace what nobody can check.
-			return &apiProblem{status: resp.StatusCode, code: "exception",
-				message: "the EMR answered with an error ChartGuard cannot show"}
-		}
+		// Whatever its status (a gateway's HTML error page included).
 		return p.uncheckableProblem(x, uncheckable("it is not FHIR JSON"))
 	}
 	decide := p.responseDecider(ctx, x)

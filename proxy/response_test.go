@@ -200,11 +200,11 @@ func TestResponseFailsClosed(t *testing.T) {
 		{"gzip bomb above max_filter_body", fhirUpstream(200, gzipped(big), "Content-Encoding", "gzip"), func(c *Config) { c.Limits.MaxFilterBody = 1024 }, 502, "max_filter_body"},
 		{"malformed JSON", fhirUpstream(200, `{"resourceType":"Observation",`), nil, 502, "malformed"},
 		{"above max_filter_body", fhirUpstream(200, big), func(c *Config) { c.Limits.MaxFilterBody = 1024 }, 502, "max_filter_body"},
-		{"HTML error page keeps its status, not its body", func(w http.ResponseWriter, r *http.Request) {
+		{"HTML error page", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(500)
 			_, _ = w.Write([]byte("<html>Patient p2 stack trace</html>"))
-		}, nil, 500, "error ChartGuard cannot show"},
+		}, nil, 502, "not FHIR JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,8 +60,22 @@ func (p *Proxy) proveWrite(ctx context.Context, r *http.Request, x *exchange) *a
 	if pr != nil {
 		return pr
 	}
+	if r.Header.Get("If-None-Exist") != "" {
+		conditional(x.resource, pf)
+	}
 	x.proofs = pf
 	return nil
+}
+
+// conditional marks a conditional create (If-None-Exist): the EMR may
+// answer with an existing resource that matches the condition, of any
+// patient, instead of creating this one. Its patients cannot be proven, so
+// the policy denies it unless it allows such writes explicitly.
+func conditional(res *chartguard.Resource, pf *proofs) {
+	res.PatientStatus = chartguard.PatientsUnknown
+	for i := range pf.resources {
+		pf.resources[i].PatientStatus = chartguard.PatientsUnknown
+	}
 }
 
 // prove reads what a write touches — its body (create, update), the

@@ -104,6 +104,8 @@ func TestWritesAreProvenBeforeTheyAreDecided(t *testing.T) {
 		{"create with p2 in a contained resource is denied", "POST", "/fhir/Observation",
 			`{"resourceType":"Observation","contained":[{"resourceType":"Observation","id":"c","subject":{"reference":"Patient/p2"}}],"subject":{"reference":"Patient/p1"}}`, nil, 403, ""},
 		{"create that is not JSON", "POST", "/fhir/Observation", `<Observation/>`, nil, 400, ""},
+		{"conditional create cannot prove its patient", "POST", "/fhir/Observation", obs("", "p1"),
+			map[string]string{"If-None-Exist": "identifier=x"}, 403, ""},
 		{"patch of the status goes out with If-Match", "PATCH", "/fhir/Observation/o1", `[{"op":"replace","path":"/status","value":"amended"}]`,
 			map[string]string{"Content-Type": "application/json-patch+json"}, 200, `PATCH o1 W/"3"`},
 		{"patch of the subject is refused", "PATCH", "/fhir/Observation/o1", `[{"op":"replace","path":"/subject/reference","value":"Patient/p2"}]`, nil, 403, ""},

@@ -511,12 +511,13 @@ func appendString(dst []byte, s string) []byte {
 		}
 		dst = append(dst, s[plainFrom:i]...)
 		size := 1
-		switch r := rune(c); {
+		switch {
 		case c == '"' || c == '\\':
 			dst = append(dst, '\\', c)
 		case c < 0x20:
 			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
 		default:
+			var r rune
 			r, size = utf8.DecodeRuneInString(s[i:])
 			if r == 0x2028 || r == 0x2029 {
 				dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
@@ -576,9 +577,4 @@ func (t *tape) elements(a int32, fn func(e int32)) {
 	for e := a + 1; e < t.toks[a].next; e = t.toks[e].next {
 		fn(e)
 	}
-}
-
-// raw returns the bytes of token i as they appear in the body.
-func (t *tape) raw(i int32) []byte {
-	return t.body[t.toks[i].start:t.toks[i].end]
 }
