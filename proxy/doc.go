@@ -1,9 +1,12 @@
 // Package proxy owns the ChartGuard request pipeline: it turns an HTTP
 // request into one canonical target, classifies it (FHIR interaction, type,
-// id, patients; route rules for UI paths), authenticates the caller, asks the
+// id, patients; route rules for UI paths), authenticates the caller, proves
+// the patients a write touches (its body and the current version), asks the
 // policy, forwards the request with [net/http/httputil.ReverseProxy] (Rewrite
-// only) and commits exactly one audit event per request before the first body
-// byte leaves.
+// only), asks the policy again about every resource of the FHIR response
+// before any byte of it leaves, and commits exactly one audit event per
+// request before the first body byte leaves. Batches and transactions are
+// decided entry by entry.
 //
 // It also owns configuration: [LoadConfig] reads the one YAML file into a
 // [Config] made of each package's own Config, and [New] builds a [Proxy] from
@@ -13,7 +16,9 @@
 // Trust boundary: everything from the client is untrusted — path, query,
 // headers, cookies, X-Forwarded-For (unless the peer is a trusted proxy) and
 // bodies. The upstream is trusted to answer about the request it was sent,
-// not to set ChartGuard's cookies or CORS headers. Policy reasons are shown to
+// not to set ChartGuard's cookies or CORS headers, and not to return only
+// what the caller may see: what it answers is checked, and what cannot be
+// checked is refused. Policy reasons are shown to
 // clients; internal error text never is.
 //
 // Out of scope here: token verification (package authn), policy evaluation
