@@ -5,7 +5,9 @@
 // clients (SMART and backend apps): it verifies the JWT access token in
 // "Authorization: Bearer …" against the IdP's published keys. Browser SSO
 // with sessions and TOTP will be a second Authenticator behind the same
-// seam; [AuthenticatorFunc] adapts plain functions for tests.
+// seam; [AuthenticatorFunc] adapts plain functions for tests. An
+// [Asserter] then vouches for the caller to the upstream (see "Identity
+// assertion").
 //
 // # Trust boundary
 //
@@ -38,6 +40,25 @@
 // itself) for at most min(exp, 5 minutes); exp and the revocation hook are
 // checked again on every hit.
 //
+// # Identity assertion
+//
+// [Asserter] tells the upstream who the caller is: an ES256 JWT (RFC 7515,
+// 7519) in assertion.header with iss (ChartGuard's public URL), aud (the
+// upstream's base URL), sub and idp (the caller's iss+sub), name, email,
+// roles, fhir_user, sid (the session hash, never the session id), a
+// random 128-bit jti, iat and exp = iat + assertion.ttl (at most 5
+// minutes). The header kid is the signing key's RFC 7638 thumbprint.
+// One assertion is reused for the same session, upstream and identity
+// while it is at most 30 seconds old.
+//
+// The keys are trusted as configured: assertion.signing_key_file, an EC
+// P-256 private key readable by its owner only, signs;
+// assertion.previous_key_file, the retired key during a rotation, is only
+// published. [Asserter.JWKS] is the set to serve at [JWKSPath]. Upstreams
+// must verify with ES256 only, take the key by kid from that set, and
+// check iss, aud and exp; the proxy must drop any incoming header named
+// [Asserter.Header] before setting its own.
+//
 // # Out of scope
 //
 // Browser login, sessions, MFA, token introspection (RFC 7662), and SMART
@@ -45,5 +66,6 @@
 // and logs never carry the token, the subject or the email.
 //
 // Specs: RFC 6750 (bearer usage, WWW-Authenticate), RFC 7519 (JWT),
-// RFC 9068 (JWT access tokens), OpenID Connect Discovery 1.0.
+// RFC 9068 (JWT access tokens), OpenID Connect Discovery 1.0, RFC 7517
+// and RFC 7638 (JWK Set, thumbprints).
 package authn
