@@ -96,6 +96,7 @@ decision := {
 	# this body does not cover (several patients, labels, care
 	# relationships from input.relationship, ...) falls to the next.
 	resource.kind == "fhir"
+	not resource.labels[0]
 	some role in user.roles
 	cfg.roles[role][resource.action]["*"]
 	cfg.clinical_types[resource.type]
@@ -106,7 +107,37 @@ decision := {
 	resource.patient_status == "known"
 	[patient] := resource.patients
 	cfg.care_teams[user.fhir_user][patient]
-	not resource.labels[0]
+} else := {
+	"allow": true,
+	"reasons": [],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": {
+		"redact": [],
+		"block_export": false,
+		"max_count": 0,
+		"tags": [],
+	},
+} if {
+	# The same for labelled clinical data (the response phase sees labels):
+	# no label may be very restricted, and a restricted label is only for
+	# a care-team role on the care team (labels_ok's third body), so the
+	# role must be one. Spelled out for the same reason as the body above.
+	resource.kind == "fhir"
+	some role in user.roles
+	cfg.roles[role][resource.action]["*"]
+	cfg.clinical_types[resource.type]
+	cfg.care_team_roles[role]
+	role != "patient"
+	not cfg.self_only_roles[role]
+	is_string(user.sub)
+	user.sub != ""
+	resource.patient_status == "known"
+	[patient] := resource.patients
+	cfg.care_teams[user.fhir_user][patient]
+	every label in resource.labels {
+		not cfg.very_restricted_labels[label]
+	}
 } else := {
 	"allow": true,
 	"reasons": [],
