@@ -3,6 +3,7 @@ package authn
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +30,9 @@ const (
 // is empty. They never come from discovery: an IdP (or whoever answers in
 // its name) must not be able to widen what we accept.
 func DefaultSigningAlgs() []string { return []string{"RS256", "ES256", "PS256"} }
+
+// DefaultScopes are requested at browser login when oidc.scopes is empty.
+func DefaultScopes() []string { return []string{"openid", "profile", "email"} }
 
 // allowedAlgs are the asymmetric algorithms oidc.signing_algs may name.
 // HMAC and "none" are refused: a shared secret would let anyone holding the
@@ -69,11 +73,27 @@ type Config struct {
 	// Issuer/.well-known/openid-configuration on first use.
 	JWKSURL string `yaml:"jwks_url"`
 
+	// ClientSecret authenticates ChartGuard at the token endpoint during
+	// browser login. The proxy reads it from oidc.client_secret_file; it
+	// is never in YAML. If empty, ChartGuard is a public client and PKCE
+	// alone binds the code to the login.
+	ClientSecret string `yaml:"-"`
+	// Scopes are requested at browser login. If empty, [DefaultScopes];
+	// when set they must include "openid". Add "groups" if the IdP only
+	// releases the roles claim on request.
+	Scopes []string `yaml:"scopes"`
+	// MaxAge, when positive, is sent as max_age at browser login and the
+	// ID token's auth_time must be at most this old. If zero, not sent.
+	MaxAge time.Duration `yaml:"max_age"`
+
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time `yaml:"-"`
 	// HTTPClient fetches discovery and JWKS documents. If nil, a client
 	// with a 10s timeout that does not follow redirects.
 	HTTPClient *http.Client `yaml:"-"`
+	// Rand is the source of login state, nonce and PKCE verifier. If nil,
+	// crypto/rand.
+	Rand io.Reader `yaml:"-"`
 	// Revoked, if set, is asked about every principal before it is
 	// returned, cached or not; true rejects the token. If nil, nothing is
 	// revoked. It must be fast and must not modify the principal.
@@ -130,6 +150,19 @@ func (c Config) Validate() error {
 			add("oidc.jwks_url: %w", err)
 		}
 	}
+	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
+		add("oidc.scopes: \"openid\" is missing: add it (or leave oidc.scopes empty for %s)",
+			strings.Join(DefaultScopes(), ", "))
+	}
+	for _, s := range c.Scopes {
+		if !isScopeToken(s) {
+			add("oidc.scopes: %q is not a scope: use non-empty names without spaces or quotes", s)
+			break
+		}
+	}
+	if c.MaxAge < 0 || (c.MaxAge > 0 && c.MaxAge < time.Second) {
+		add("oidc.max_age: %s is out of range: use 0 (not sent) or at least 1s", c.MaxAge)
+	}
 	for group, role := range c.RoleMap {
 		if group == "" || role == "" {
 			add("oidc.role_map: empty group or role: map each IdP group to a non-empty role")
@@ -137,6 +170,21 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isScopeToken reports whether s is an RFC 6749 §3.3 scope-token:
+// one or more of %x21 / %x23-5B / %x5D-7E.
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // errBadURL explains what an IdP URL must look like.

@@ -59,9 +59,28 @@
 // check iss, aud and exp; the proxy must drop any incoming header named
 // [Asserter.Header] before setting its own.
 //
+// # Browser login
+//
+// [Login] is the OpenID Connect relying party (OIDC Core 1.0 §3.1,
+// RFC 7636): [Login.Start] builds the authorization URL (code flow, PKCE
+// S256, random 256-bit state, nonce and verifier, oidc.scopes, max_age when
+// set, never prompt) and a [LoginRequest] the proxy keeps server-side;
+// [Login.Finish] redeems the code with the verifier over a client that
+// never follows redirects, then verifies the ID token like a bearer token
+// (same key set, algorithms, iss, times and claim mapping) plus aud
+// containing oidc.client_id, azp, nonce, at_hash when present, and
+// auth_time against oidc.max_age. The ID token's nonce and at_hash are the
+// only reason it passes the mapping that refuses ID tokens as bearer
+// tokens. Every failure matches [ErrLogin] with a fixed reason; a user with
+// no mapped role gets [ErrNoRole]. Discovery (endpoints, including
+// end_session_endpoint for [Login.EndSessionURL]) is lazy and throttled
+// like the keys, so ChartGuard starts while the IdP is down. Matching the
+// callback's state to the kept request, single use, and binding it to the
+// browser are the proxy's job.
+//
 // # Out of scope
 //
-// Browser login, sessions, MFA, token introspection (RFC 7662), and SMART
+// Sessions, MFA, token introspection (RFC 7662), and SMART
 // scope enforcement (policy decides on [chartguard.Token.Scopes]). Errors
 // and logs never carry the token, the subject or the email.
 //
