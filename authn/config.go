@@ -78,6 +78,9 @@ type Config struct {
 	// is never in YAML. If empty, ChartGuard is a public client and PKCE
 	// alone binds the code to the login.
 	ClientSecret string `yaml:"-"`
+	// ClientSecretFile holds ClientSecret; proxy.LoadConfig reads it (the
+	// secret never sits in the YAML). Setting it turns browser sign-in on.
+	ClientSecretFile string `yaml:"client_secret_file"`
 	// Scopes are requested at browser login. If empty, [DefaultScopes];
 	// when set they must include "openid". Add "groups" if the IdP only
 	// releases the roles claim on request.

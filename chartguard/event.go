@@ -7,6 +7,7 @@ const EventVersion = 1
 const (
 	ActionHTTP        = "http"
 	ActionLogin       = "login"
+	ActionLogout      = "logout"
 	ActionAdmin       = "admin"
 	ActionAuditAccess = "audit_access"
 )

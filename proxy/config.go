@@ -17,24 +17,27 @@ import (
 	"github.com/chartguard/chartguard/audit"
 	"github.com/chartguard/chartguard/authn"
 	"github.com/chartguard/chartguard/policy"
+	"github.com/chartguard/chartguard/session"
 )
 
 // Config is the whole ChartGuard configuration: one YAML file made of each
 // package's own Config. Key names are a contract (DESIGN.md).
 type Config struct {
-	NodeID         string         `yaml:"node_id"`
-	Listen         string         `yaml:"listen"`
-	TLS            TLSConfig      `yaml:"tls"`
-	PublicURL      string         `yaml:"public_url"`
-	TrustedProxies []string       `yaml:"trusted_proxies"`
-	Limits         Limits         `yaml:"limits"`
-	Admin          AdminConfig    `yaml:"admin"`
-	Upstream       UpstreamConfig `yaml:"upstream"`
-	Routes         []RouteConfig  `yaml:"routes"`
-	CORS           CORSConfig     `yaml:"cors"`
-	OIDC           authn.Config   `yaml:"oidc"`
-	Policy         policy.Config  `yaml:"policy"`
-	Audit          AuditConfig    `yaml:"audit"`
+	NodeID         string                `yaml:"node_id"`
+	Listen         string                `yaml:"listen"`
+	TLS            TLSConfig             `yaml:"tls"`
+	PublicURL      string                `yaml:"public_url"`
+	TrustedProxies []string              `yaml:"trusted_proxies"`
+	Limits         Limits                `yaml:"limits"`
+	Admin          AdminConfig           `yaml:"admin"`
+	Upstream       UpstreamConfig        `yaml:"upstream"`
+	Routes         []RouteConfig         `yaml:"routes"`
+	CORS           CORSConfig            `yaml:"cors"`
+	OIDC           authn.Config          `yaml:"oidc"`
+	Policy         policy.Config         `yaml:"policy"`
+	Audit          AuditConfig           `yaml:"audit"`
+	Session        SessionConfig         `yaml:"session"`
+	Assertion      authn.AssertionConfig `yaml:"assertion"`
 
 	// Derived by LoadConfig; never read from YAML.
 	adminToken     string
@@ -115,15 +118,31 @@ type AuditConfig struct {
 	AggregateInterval time.Duration `yaml:"aggregate_interval"`
 }
 
+// SessionConfig is browser sessions: the session package's own Config and
+// the cookie settings the proxy owns.
+type SessionConfig struct {
+	session.Config `yaml:",inline"`
+	// InsecureDev drops the __Host- prefix and Secure from the session
+	// cookie so a browser keeps it over plain http. Refused unless listen
+	// is a loopback address.
+	InsecureDev bool `yaml:"insecure_dev"`
+}
+
+// ssoEnabled: browser sign-in is on when ChartGuard has a client secret
+// for the IdP (oidc.client_secret_file).
+func (c *Config) ssoEnabled() bool { return c.OIDC.ClientSecretFile != "" }
+
 // notYet lists contract keys whose features are not built yet: they fail
 // loudly instead of being silently ignored.
 var notYet = map[string]string{
-	"session": "browser sessions", "mfa": "TOTP MFA", "break_glass": "break-the-glass",
+	"session.file": "the file session store", "session.redis": "the redis session store",
+	"session.key_file": "session encryption", "session.max_sessions": "concurrent-session limits",
+	"session.on_limit": "concurrent-session limits",
+	"mfa":              "TOTP MFA", "break_glass": "break-the-glass",
 	"export": "export controls", "security_headers": "browser pages", "cache": "static caching",
-	"alerts": "alerting", "assertion": "identity assertion", "compliance": "compliance reports",
-	"oidc.client_secret_file": "browser SSO", "oidc.scopes": "browser SSO",
-	"oidc.trust_idp_mfa": "browser SSO", "oidc.max_age": "browser SSO",
-	"oidc.refresh_interval": "browser SSO", "oidc.refresh_grace": "browser SSO",
+	"alerts": "alerting", "compliance": "compliance reports",
+	"oidc.trust_idp_mfa":    "TOTP MFA",
+	"oidc.refresh_interval": "session refresh", "oidc.refresh_grace": "session refresh",
 	"policy.relationships": "live care relationships", "policy.bundle": "policy bundles",
 	"audit.index_dir": "audit queries", "audit.signing_key_file": "signed checkpoints",
 	"audit.checkpoint_every": "signed checkpoints", "audit.checkpoint_interval": "signed checkpoints",
@@ -146,6 +165,8 @@ func defaults() Config {
 	}
 	c.Audit.Durable, c.Audit.FailClosed = true, true
 	c.OIDC.SetDefaults()
+	c.Session.SetDefaults()
+	c.Assertion.SetDefaults()
 	c.Policy.SetDefaults()
 	c.Audit.Config.SetDefaults()
 	return c
@@ -247,6 +268,7 @@ func (c *Config) validate() error {
 	if c.Policy.Dir == "" {
 		add(errors.New("policy.dir: required (e.g. configs/policy)"))
 	}
+	add(c.validateSSO())
 	return errors.Join(errs...)
 }
 
@@ -328,4 +350,28 @@ func isLoopbackHost(h string) bool {
 	}
 	ip, err := netip.ParseAddr(h)
 	return err == nil && ip.IsLoopback()
+}
+
+// validateSSO checks browser sign-in, sessions and the identity assertion,
+// and reads their secrets.
+func (c *Config) validateSSO() error {
+	errs := []error{c.Session.Config.Validate()}
+	if c.ssoEnabled() {
+		sec, err := readSecretFile("oidc.client_secret_file", c.OIDC.ClientSecretFile)
+		errs = append(errs, err)
+		c.OIDC.ClientSecret = sec
+		if c.publicURL != nil && c.publicURL.Scheme != "https" && !c.Session.InsecureDev {
+			errs = append(errs, errors.New("public_url: must be https for browser sign-in (session cookies are Secure); for a loopback demo set session.insecure_dev: true"))
+		}
+	}
+	if c.Session.InsecureDev {
+		host, _, err := net.SplitHostPort(c.Listen)
+		if err != nil || !isLoopbackHost(host) {
+			errs = append(errs, errors.New("session.insecure_dev: only allowed when listen is a loopback address such as 127.0.0.1:8443"))
+		}
+	}
+	if c.Assertion.SigningKeyFile != "" {
+		errs = append(errs, c.Assertion.Validate())
+	}
+	return errors.Join(errs...)
 }

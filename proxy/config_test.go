@@ -1,6 +1,11 @@
 package proxy
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +83,8 @@ func TestConfigErrorsNameKeyAndFix(t *testing.T) {
 		{"wrong type size", minimalYAML + "limits: {max_body: big}\n", []string{"limits.max_body", "KiB"}},
 		{"list expected", minimalYAML + "trusted_proxies: 10.0.0.0/8\n", []string{"trusted_proxies", "want a list"}},
 		{"bad CIDR", minimalYAML + "trusted_proxies: [everyone]\n", []string{"trusted_proxies[0]", "not a CIDR"}},
-		{"not supported yet", minimalYAML + "session: {store: memory}\n", []string{"session: line 7: not supported yet (browser sessions)"}},
+		{"not supported yet", minimalYAML + "session: {max_sessions: 3}\n", []string{"session.max_sessions: line 7: not supported yet (concurrent-session limits)"}},
+		{"redis store not yet", minimalYAML + "session: {store: redis}\n", []string{"session.store", "not supported yet"}},
 		{"not supported yet nested", minimalYAML + "policy: {bundle: {url: x}}\n", []string{"policy.bundle", "not supported yet"}},
 		{"client_credentials incomplete", withUpstream("upstream: {url: 'http://x', auth: {mode: client_credentials}}"), []string{"upstream.auth.token_url: required", "upstream.auth.client_id: required", "upstream.auth.client_secret_file: required"}},
 		{"old TLS", minimalYAML + "tls: {min_version: '1.1'}\n", []string{"tls.min_version", `use "1.2" or "1.3"`}},
@@ -147,9 +153,20 @@ func TestExampleConfigIsValid(t *testing.T) {
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "tok")
 	require.NoError(t, os.WriteFile(tok, []byte("0123456789abcdef0123"), 0o600))
-	raw = []byte(strings.Replace(string(raw), "/etc/chartguard/admin-token", tok, 1))
-	_, err = ParseConfig(raw, noEnv)
+	secret := filepath.Join(dir, "oidc-secret")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret"), 0o600))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	keyFile := filepath.Join(dir, "assertion.pem")
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
+	r := strings.NewReplacer("/etc/chartguard/admin-token", tok, "/etc/chartguard/oidc-client-secret", secret,
+		"/etc/chartguard/assertion-key.pem", keyFile)
+	cfg, err := ParseConfig([]byte(r.Replace(string(raw))), noEnv)
 	require.NoError(t, err, "the example config holds only built keys")
+	assert.True(t, cfg.ssoEnabled())
+	assert.Equal(t, 15*time.Minute, cfg.Session.IdleTimeout)
 }
 
 func FuzzParseConfig(f *testing.F) {

@@ -46,7 +46,13 @@ func (p *Proxy) event(x *exchange, status int, bytes int64) *chartguard.Event {
 	if pr := x.principal; pr != nil {
 		ev.User = &chartguard.EventUser{Issuer: pr.Identity.Issuer, Subject: pr.Identity.Subject,
 			Name: pr.Identity.Name, Roles: pr.Identity.Roles, MFA: pr.Session.MFAMethod}
+		if pr.Token.Kind == chartguard.TokenSession {
+			ev.User.Session = pr.TokenHash // the session id's hash, never the id
+		}
 		ev.Client.ID = pr.Token.ClientID
+	}
+	if x.action != "" {
+		ev.Action = x.action
 	}
 	if d := x.decision; d != nil {
 		ev.Decision = &chartguard.EventDecision{ID: d.ID, Revision: d.Revision,

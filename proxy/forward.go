@@ -52,6 +52,16 @@ func (p *Proxy) newForwarder() (*httputil.ReverseProxy, error) {
 // forward sends the request upstream. The audit event is committed in
 // modifyResponse (or upstreamError), before the first body byte.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
+	if p.asserter != nil && x.principal != nil {
+		tok, err := p.asserter.Assert(x.principal.Identity, x.principal.TokenHash, p.cfg.upstreamURL.String())
+		if err != nil {
+			p.log.Error("identity assertion could not be signed", "request_id", x.requestID, "error", err)
+			p.respond(w, x, apiProblem{status: http.StatusServiceUnavailable, code: "transient",
+				message: "the request cannot be vouched for right now"})
+			return
+		}
+		x.assertion = tok
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, p.cfg.Limits.MaxBody)
 	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
@@ -81,6 +91,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	scrubHeaders(out.Header, p.cfg.Upstream.PassAuthorization)
 	scrubCookies(out.Header)
+	if x.assertion != "" {
+		// After scrubHeaders: a client-sent header of this name is gone.
+		out.Header.Set(p.asserter.Header(), x.assertion)
+	}
 	out.Header.Set("X-Request-Id", x.requestID)
 	out.Header.Set("X-Forwarded-For", x.ip)
 	out.Header.Set("X-Forwarded-Proto", p.cfg.publicURL.Scheme)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chartguard/chartguard/authn"
 	"github.com/chartguard/chartguard/chartguard"
 	"github.com/chartguard/chartguard/proxy/internal/fhirscan"
 )
@@ -29,7 +30,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.target = t
 	x.path = t.Path
 	if strings.HasPrefix(t.Path, reservedPrefix) {
-		p.respond(w, x, problem(http.StatusNotFound, "not-found", errors.New("no such ChartGuard endpoint")))
+		p.serveReserved(w, r, x)
 		return
 	}
 	if !p.cors(w, r, x) {
@@ -52,8 +53,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	principal, err := p.authn.Authenticate(r.Context(), r)
+	principal, err := p.authenticate(r, x)
 	if err != nil {
+		if p.sso != nil && r.Header.Get("Authorization") == "" {
+			p.browserUnauthenticated(w, r, x, err)
+			return
+		}
 		p.unauthenticated(w, x, err)
 		return
 	}
@@ -97,6 +102,8 @@ type exchange struct {
 	principal *chartguard.Principal
 	decision  *chartguard.Decision
 	committed bool
+	action    string // the audit action when not the resource's (login, logout)
+	assertion string // the identity assertion for the upstream, if signed
 	// checked is set once the response check ran; exposed lists the
 	// resources it delivered;
 	// responseDenied is set once it withheld one (x.decision is then that
@@ -151,6 +158,32 @@ func (p *Proxy) finish(w http.ResponseWriter, x *exchange) {
 		x.counted = true
 		p.uncommitted.Add(-1)
 	}
+}
+
+// authenticate: a bearer token when the request carries an Authorization
+// header (API clients), else the browser's session cookie when sign-in is
+// on. Only user activity extends a session (session.Manager.Lookup).
+func (p *Proxy) authenticate(r *http.Request, x *exchange) (*chartguard.Principal, error) {
+	if p.sso == nil || r.Header.Get("Authorization") != "" {
+		return p.authn.Authenticate(r.Context(), r)
+	}
+	sess, ok, err := p.sessionFor(r, x.target.Path)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, authn.ErrNoCredentials
+	}
+	return p.sso.principal(sess, p.now()), nil
+}
+
+// returnPath is where sign-in brings the browser back: this request's
+// canonical path and query.
+func (x *exchange) returnPath() string {
+	if x.target.RawQuery != "" {
+		return x.target.EscapedPath + "?" + x.target.RawQuery
+	}
+	return x.target.EscapedPath
 }
 
 // authorise asks the policy about the request itself or, for a proven

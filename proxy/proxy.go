@@ -34,7 +34,9 @@ type Proxy struct {
 	policy     decider
 	audit      auditLog
 	rp         *httputil.ReverseProxy
-	upstream   *http.Client // ChartGuard's own requests to the EMR, as its service identity
+	upstream   *http.Client    // ChartGuard's own requests to the EMR, as its service identity
+	sso        *sso            // browser sign-in; nil unless oidc.client_secret_file is set
+	asserter   *authn.Asserter // identity assertion to the EMR; nil unless assertion.signing_key_file is set
 	metrics    *metrics
 	limiter    *unauthLimiter
 	registry   *prometheus.Registry
@@ -119,10 +121,23 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, reg *promet
 	// the forwarder's transport: same TLS, pool and service identity.
 	p.upstream = &http.Client{Transport: p.rp.Transport, Timeout: cfg.Upstream.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if cfg.ssoEnabled() {
+		if p.sso, err = newSSO(cfg, logger, reg); err != nil {
+			return nil, fmt.Errorf("browser sign-in: %w", err)
+		}
+	}
+	if cfg.Assertion.SigningKeyFile != "" {
+		if p.asserter, err = authn.NewAsserter(cfg.Assertion, cfg.publicURL.String(), nil, nil); err != nil {
+			return nil, fmt.Errorf("assertion: %w", err)
+		}
+	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stopAggregator, p.aggregatorDone = cancel, make(chan struct{})
 	go func() {
 		defer close(p.aggregatorDone)
+		if p.sso != nil {
+			go p.sso.run(actx, cfg.Session.ActivityFlush, p.now)
+		}
 		p.runAggregator(actx, cfg.Audit.AggregateInterval)
 	}()
 	return p, nil

@@ -62,6 +62,10 @@ type Login struct {
 
 // NewManager validates cfg (after [Config.SetDefaults] on a copy) and
 // returns a Manager over store.
+// NoticeWindow is how long after a session ends Lookup still reports why
+// (idle or absolute expiry) rather than ErrNotFound.
+const NoticeWindow = time.Hour
+
 func NewManager(cfg Config, store Store) (*Manager, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -128,10 +132,14 @@ func (m *Manager) New(ctx context.Context, identity chartguard.Identity, l Login
 	// flush period (see writeThrough), so with two periods of retention the
 	// store never forgets a session the Manager still holds live. A reload
 	// that lengthens timeouts applies in full to new sessions only.
-	s.IdleRetention = m.idleFor(s) + 2*m.flush
-	// The same grace on the absolute bound lets a session presented just
-	// after its deadline report ErrExpiredAbsolute, not ErrNotFound.
-	s.ExpiresAt = now.Add(m.absolute + 2*m.flush)
+	// On top, the store keeps an ended session for NoticeWindow, so a
+	// clinician who comes back within it is told they were logged off
+	// (ErrExpiredIdle/ErrExpiredAbsolute), not sent to sign-in as if they
+	// had never been here. The record is useless for access: Lookup
+	// refuses it.
+	s.IdleRetention = m.idleFor(s) + 2*m.flush + NoticeWindow
+	// The same on the absolute bound.
+	s.ExpiresAt = now.Add(m.absolute + 2*m.flush + NoticeWindow)
 	// Threat: ErrExists means the random source repeated 256 bits, i.e.
 	// it is broken. Choice: fail the login rather than retry.
 	if err := m.store.Create(ctx, s); err != nil {

@@ -260,8 +260,8 @@ func TestNewIssuesFreshSessions(t *testing.T) {
 	assert.Equal(t, authTime, a.AuthTime)
 	assert.Equal(t, clk.Now(), b.AuthTime, "an auth_time in the future is clamped to now")
 	assert.Equal(t, "10.1.2.3", a.IP, "addresses are stored canonically")
-	assert.Equal(t, clk.Now().Add(DefaultAbsoluteTimeout+2*DefaultActivityFlush), a.ExpiresAt,
-		"the store keeps a session two flush periods past its deadline")
+	assert.Equal(t, clk.Now().Add(DefaultAbsoluteTimeout+2*DefaultActivityFlush+NoticeWindow), a.ExpiresAt,
+		"the store keeps a session two flush periods and the notice window past its deadline")
 
 	list, err := store.ListUser(ctx, "https://idp.example.org", "alice")
 	require.NoError(t, err)

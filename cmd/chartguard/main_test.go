@@ -41,7 +41,7 @@ func TestConfigCheck(t *testing.T) {
 		{"good.yaml", 0, nil},
 		{"unknown-key.yaml", 2, []string{"upstream.timout: line 2: unknown key", "timeout"}},
 		{"wrong-type.yaml", 2, []string{"audit.durable: line 4: want true or false", "limits.max_body: line 5: want a whole number"}},
-		{"not-yet.yaml", 2, []string{"session: line 6: not supported yet"}},
+		{"not-yet.yaml", 2, []string{"mfa: line 6: not supported yet"}},
 		{"missing.yaml", 2, []string{"public_url: required", "upstream.url: required", "oidc.issuer", "audit.dir"}},
 		{"old-tls.yaml", 2, []string{`tls.min_version: "1.0" is not allowed`}},
 		{"bad-policy.yaml", 2, []string{"policy", "p.rego"}},
