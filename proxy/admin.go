@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -31,7 +33,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 
 // readyz fails while the replica must not take traffic: policy not
 // compiled, or the audit log not writable. A load balancer drains it.
-func (p *Proxy) readyz(w http.ResponseWriter, _ *http.Request) {
+func (p *Proxy) readyz(w http.ResponseWriter, r *http.Request) {
 	var failed []string
 	if p.policy == nil || p.policy.Revision() == "" {
 		failed = append(failed, "policy")
@@ -42,6 +44,16 @@ func (p *Proxy) readyz(w http.ResponseWriter, _ *http.Request) {
 	if len(failed) > 0 {
 		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("not ready: %s\n", strings.Join(failed, ", ")))
 		return
+	}
+	if p.sso != nil {
+		// The IdP being down stops new sign-ins, not the sessions this
+		// replica already holds: report it, keep taking traffic.
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.sso.login.Ready(ctx); err != nil {
+			writeText(w, http.StatusOK, "ready; degraded: identity provider unreachable, new sign-ins fail\n")
+			return
+		}
 	}
 	writeText(w, http.StatusOK, "ready\n")
 }

@@ -437,3 +437,18 @@ func TestIdentityAssertion(t *testing.T) {
 	exp, iat := claims["exp"].(float64), claims["iat"].(float64)
 	assert.LessOrEqual(t, exp-iat, (5 * time.Minute).Seconds())
 }
+
+// ChartGuard starts while the IdP is down: /readyz says so (and keeps the
+// replica in service), sign-in answers 503, bearer-less API calls 401.
+func TestIdPDownAtStart(t *testing.T) {
+	s := newSSOHarness(t, nil)
+	s.idp.srv.Close() // before anything was discovered
+	got := s.send(t, "GET", "/.chartguard/login?rd=/", navigate, "")
+	assert.Equal(t, http.StatusServiceUnavailable, got.StatusCode)
+	assert.Contains(t, readBody(t, got), "identity provider cannot be reached")
+	rec := httptest.NewRecorder()
+	s.proxy.readyz(rec, httptest.NewRequest("GET", "/readyz", nil))
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Contains(t, rec.Body.String(), "identity provider unreachable")
+	assert.Equal(t, http.StatusUnauthorized, s.send(t, "GET", "/fhir/Patient/p1", nil, "").StatusCode)
+}
