@@ -435,11 +435,12 @@ type discovery struct {
 	now    func() time.Time
 	sem    chan struct{} // held by the one fetch in progress
 
-	mu      sync.Mutex
-	ep      *endpoints
-	fetched time.Time
-	tried   time.Time
-	lastErr error
+	mu       sync.Mutex
+	ep       *endpoints
+	fetched  time.Time
+	tried    time.Time
+	lastErr  error
+	fetching bool // a fetch is running; concurrent callers wait for it
 }
 
 func (d *discovery) get(ctx context.Context) (*endpoints, error) {
@@ -456,7 +457,7 @@ func (d *discovery) get(ctx context.Context) (*endpoints, error) {
 		return ep, err
 	}
 	d.mu.Lock()
-	d.tried = d.now()
+	d.tried, d.fetching = d.now(), true
 	d.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
@@ -465,6 +466,7 @@ func (d *discovery) get(ctx context.Context) (*endpoints, error) {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.fetching = false
 	d.lastErr = err
 	if err == nil {
 		d.ep, d.fetched = ep, d.now()
@@ -488,6 +490,11 @@ func (d *discovery) cached() (*endpoints, error, bool) {
 	if since := now.Sub(d.tried); !d.tried.IsZero() && since >= 0 && since < minRefreshInterval {
 		if d.ep != nil {
 			return d.ep, nil, true
+		}
+		if d.fetching {
+			// The first fetch is still running: wait for it (on d.sem)
+			// rather than report a failure that has not happened.
+			return nil, nil, false
 		}
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, d.lastErr), true
 	}

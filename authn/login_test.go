@@ -38,6 +38,9 @@ type fakeOP struct {
 	down       atomic.Bool
 	status     atomic.Int64 // if non-zero, the token endpoint answers this
 
+	gate        chan struct{} // if set, discovery waits until it is closed
+	discoveries atomic.Int64
+
 	mu       sync.Mutex
 	pending  map[string]url.Values // code -> authorization request
 	mint     func(nonce string) string
@@ -57,6 +60,10 @@ func newFakeOP(t *testing.T, endSession bool) *fakeOP {
 }
 
 func (op *fakeOP) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
+	op.discoveries.Add(1)
+	if op.gate != nil {
+		<-op.gate
+	}
 	if op.down.Load() {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
@@ -580,5 +587,26 @@ func TestNewLoginConfig(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
+	}
+}
+
+// Two sign-ins starting while the first discovery fetch is still running
+// both wait for it; neither reports the IdP unavailable.
+func TestLoginConcurrentFirstDiscovery(t *testing.T) {
+	op := newFakeOP(t, false)
+	gate := make(chan struct{})
+	op.gate = gate
+	f := newLoginFixture(t, op, nil)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, _, err := f.l.Start(context.Background(), testCallback)
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return op.discoveries.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	close(gate)
+	for range 2 {
+		assert.NoError(t, <-errs, "a fetch in progress is not a failure")
 	}
 }

@@ -1,14 +1,12 @@
-// Command demo runs the ChartGuard demo: the synthetic FHIR upstream
-// (examples/fhir-demo/fhirserver) and Dex as the OIDC provider, both
-// in-process and on loopback only. It prints the demo users, their
-// passwords and the Dex issuer URL. It is DEVELOPMENT ONLY.
+// Command demo runs the ChartGuard demo in one process, on loopback only:
+// the synthetic FHIR upstream (examples/fhir-demo/fhirserver), Dex as the
+// OIDC provider, and ChartGuard in front of the upstream with browser
+// sign-in through Dex. It prints the URL to open, the demo users and their
+// passwords. It is DEVELOPMENT ONLY: plain http, printed passwords.
 //
-// This step starts the upstream and the identity provider only: browser
-// login through ChartGuard comes with the rest of issue 4.
+// Usage (from the repository root):
 //
-// Usage:
-//
-//	go -C examples/demo run . [-fhir-addr 127.0.0.1:8081] [-dex-addr 127.0.0.1:5556]
+//	go -C examples/demo run . [-listen 127.0.0.1:8443] [-fhir-addr 127.0.0.1:8081] [-dex-addr 127.0.0.1:5556] [-policy ../../configs/policy]
 package main
 
 import (
@@ -18,24 +16,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/chartguard/chartguard/examples/demo/dex"
 	"github.com/chartguard/chartguard/examples/fhir-demo/fhirserver"
 )
 
 const (
-	// chartguardURL is where the demo will serve ChartGuard, and callback
-	// its OIDC redirect URI (DESIGN.md: /.chartguard/callback), registered
-	// in Dex now so the client does not change when the proxy arrives.
-	chartguardURL = "http://127.0.0.1:8443"
-	callback      = chartguardURL + "/.chartguard/callback"
-
 	// Server timeouts. Security: slow-header clients cannot pin connections
 	// for long; the demo serves loopback only, so generous values are fine.
 	readHeaderTimeout = 10 * time.Second
@@ -59,15 +50,17 @@ func main() {
 	}
 }
 
-// run starts the FHIR upstream and Dex and blocks until ctx ends or the
-// upstream fails, then stops both. The banner goes to stdout, logs to
-// stderr. ready, if set, is called with the FHIR base URL and the running
-// Dex once both listen.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(fhirBase string, idp *dex.IdP)) error {
+// run starts the demo and blocks until ctx ends or a server fails, then
+// stops everything. The banner goes to stdout, logs to stderr. ready, if
+// set, is called with the running demo once everything listens.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(*demo)) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fhirAddr := fs.String("fhir-addr", "127.0.0.1:8081", "FHIR upstream listen address (loopback only; port 0 = ephemeral)")
-	dexAddr := fs.String("dex-addr", "127.0.0.1:5556", "Dex listen address (loopback only; port 0 = ephemeral)")
+	var o options
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "ChartGuard listen address (loopback only; port 0 = ephemeral)")
+	fs.StringVar(&o.FHIRAddr, "fhir-addr", "127.0.0.1:8081", "FHIR upstream listen address (loopback only; port 0 = ephemeral)")
+	fs.StringVar(&o.DexAddr, "dex-addr", "127.0.0.1:5556", "Dex listen address (loopback only; port 0 = ephemeral)")
+	fs.StringVar(&o.PolicyDir, "policy", filepath.Join("..", "..", "configs", "policy"), "the default policy, copied with the demo users' care teams")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -77,54 +70,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments", errUsage)
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	o.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	fhirLn, err := dex.ListenLoopback(*fhirAddr)
+	d, err := startDemo(ctx, o)
 	if err != nil {
-		return fmt.Errorf("-fhir-addr: %w", err)
+		return err
 	}
-	defer fhirLn.Close()
-	idp, err := dex.Start(ctx, dex.Options{RedirectURL: callback, Addr: *dexAddr, Logger: logger})
-	if err != nil {
-		return fmt.Errorf("-dex-addr: %w", err)
-	}
-	defer idp.Close()
-
-	fhirBase := "http://" + fhirLn.Addr().String() + fhirserver.DefaultBase
-	srv := &http.Server{
-		Handler:           fhirserver.New(fhirserver.Options{}),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(fhirLn) }()
-
-	printBanner(stdout, fhirBase, idp)
+	printBanner(stdout, d)
 	if ready != nil {
-		ready(fhirBase, idp)
+		ready(d)
 	}
 	select {
 	case <-ctx.Done():
-		err = nil
-	case err = <-served:
+	case <-d.stopped():
+		err = errors.New("a server stopped unexpectedly")
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	return errors.Join(err, srv.Shutdown(sctx), idp.Close())
+	return errors.Join(err, d.Close())
 }
 
-func printBanner(w io.Writer, fhirBase string, idp *dex.IdP) {
-	fmt.Fprintf(w, `ChartGuard demo: DEVELOPMENT ONLY (synthetic patients, printed passwords, loopback only).
-  FHIR upstream: %[1]s   (patients p1..p%[5]d, practitioners pr1..pr10)
-  Dex issuer:    %[2]s   (discovery %[2]s/.well-known/openid-configuration)
-  OIDC client:   %[3]s, redirect URI %[4]s (ChartGuard's, not served yet)
+func printBanner(w io.Writer, d *demo) {
+	fmt.Fprintf(w, `ChartGuard demo: DEVELOPMENT ONLY (synthetic patients, printed passwords, plain http, loopback only).
+
+  Open in a browser:  %[1]s/fhir/Patient/p1
+  ChartGuard:         %[1]s   (sign-in %[1]s/.chartguard/login, sign-out %[1]s/.chartguard/logout)
+  Dex issuer:         %[2]s
+  FHIR upstream:      %[3]s   (direct, bypassing ChartGuard; patients p1..p%[4]d)
 
 Demo users (passwords are new on every start):
-`, fhirBase, idp.Issuer, idp.ClientID, idp.RedirectURL, fhirserver.DefaultPatients)
+`, d.URL, d.IdP.Issuer, d.FHIRBase, fhirserver.DefaultPatients)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ROLE\tEMAIL\tPASSWORD\tFHIR USER")
-	for _, u := range idp.Users {
+	fmt.Fprintln(tw, "  ROLE\tEMAIL\tPASSWORD\tCARE TEAMS OF")
+	for _, u := range d.IdP.Users {
 		fhirUser := u.FHIRUser
 		if fhirUser == "" {
 			fhirUser = "-"
@@ -133,8 +109,11 @@ Demo users (passwords are new on every start):
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, `
-Not there yet: ChartGuard itself does not run in this demo yet, so browser
-login through ChartGuard does not work. It comes with the rest of issue 4.
-For now only the FHIR upstream and Dex run. Press Ctrl-C to stop.
-`)
+What to expect (default policy):
+  physician  sees Patient/p1 (on Practitioner/pr1's care team), not p2: 403.
+  nurse      sees Patient/p2 (on Practitioner/pr9's care team), not p1: 403.
+  Other roles see what configs/policy grants them (e.g. registration:
+  demographics only; it-admin: no patient data).
+Sign out with the button on %[1]s/.chartguard/logout. Press Ctrl-C to stop.
+`, d.URL)
 }
