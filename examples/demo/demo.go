@@ -34,7 +34,28 @@ type options struct {
 	FHIRAddr  string // the FHIR upstream
 	DexAddr   string // Dex
 	PolicyDir string // the default policy, copied and extended (see copyPolicy)
-	Logger    *slog.Logger
+	// IdleTimeout is session.idle_timeout; 0 = 15m (see sessionTimes). Tests
+	// set seconds to watch sessions end in real time.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// defaultIdleTimeout and defaultActivityFlush are ChartGuard's own session
+// defaults (session.idle_timeout, session.activity_flush).
+const (
+	defaultIdleTimeout   = 15 * time.Minute
+	defaultActivityFlush = 5 * time.Second
+)
+
+// sessionTimes is session.idle_timeout and session.activity_flush for an
+// idle timeout (0 = the default). ChartGuard refuses an activity_flush not
+// shorter than idle_timeout, so a seconds-long idle timeout gets a flush of
+// a quarter of it.
+func sessionTimes(idle time.Duration) (time.Duration, time.Duration) {
+	if idle <= 0 {
+		idle = defaultIdleTimeout
+	}
+	return idle, min(defaultActivityFlush, idle/4)
 }
 
 // demo is the running demo: the FHIR upstream, Dex, and ChartGuard in
@@ -105,7 +126,7 @@ func startDemo(ctx context.Context, o options) (d *demo, err error) {
 	if d.dir, err = os.MkdirTemp("", "chartguard-demo-"); err != nil {
 		return d, err
 	}
-	cfg, err := d.config(cgLn.Addr().String(), "http://"+fhirLn.Addr().String(), o.PolicyDir)
+	cfg, err := d.config(cgLn.Addr().String(), "http://"+fhirLn.Addr().String(), o.PolicyDir, o.IdleTimeout)
 	if err != nil {
 		return d, err
 	}
@@ -173,7 +194,8 @@ func closeOnError(err *error, ln net.Listener) {
 
 // config writes the secrets and the policy copy into d.dir and parses
 // ChartGuard's config exactly as `chartguard serve` does.
-func (d *demo) config(listen, upstream, policyDir string) (*proxy.Config, error) {
+func (d *demo) config(listen, upstream, policyDir string, sessionIdle time.Duration) (*proxy.Config, error) {
+	idle, flush := sessionTimes(sessionIdle)
 	secretFile := filepath.Join(d.dir, "client-secret")
 	if err := os.WriteFile(secretFile, []byte(d.IdP.ClientSecret), 0o600); err != nil {
 		return nil, err
@@ -209,11 +231,11 @@ oidc:
   fhir_user_claim: email
   role_map:
 %s# Loopback, plain http: session cookies without Secure (refused elsewhere).
-session: {insecure_dev: true}
+session: {insecure_dev: true, idle_timeout: %s, activity_flush: %s}
 policy: {dir: %q}
 audit: {dir: %q}
 `, listen, "http://"+listen, "127.0.0.1:0", tokenFile, upstream, fhirserver.DefaultBase,
-		d.IdP.Issuer, d.IdP.ClientID, secretFile, roleMap.String(), policy, filepath.Join(d.dir, "audit"))
+		d.IdP.Issuer, d.IdP.ClientID, secretFile, roleMap.String(), idle, flush, policy, filepath.Join(d.dir, "audit"))
 	cfg, err := proxy.ParseConfig([]byte(raw), os.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("chartguard config: %w", err)
