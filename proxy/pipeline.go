@@ -91,19 +91,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // exchange is the state of one request as it moves down the pipeline.
 type exchange struct {
-	start     time.Time
-	requestID string
-	ip        string
-	method    string
-	path      string // canonical once normalised; the raw path (bounded) before
-	userAgent string
-	target    target
-	resource  *chartguard.Resource
-	principal *chartguard.Principal
-	decision  *chartguard.Decision
-	committed bool
-	action    string // the audit action when not the resource's (login, logout)
-	assertion string // the identity assertion for the upstream, if signed
+	start      time.Time
+	requestID  string
+	ip         string
+	method     string
+	path       string // canonical once normalised; the raw path (bounded) before
+	userAgent  string
+	target     target
+	resource   *chartguard.Resource
+	principal  *chartguard.Principal
+	decision   *chartguard.Decision
+	committed  bool
+	action     string // the audit action when not the resource's (login, logout)
+	assertion  string // the identity assertion for the upstream, if signed
+	navigation bool   // a browser page load (isNavigation)
+	csrf       string // the session's CSRF token, for pages' sign-out form
 	// checked is set once the response check ran; exposed lists the
 	// resources it delivered;
 	// responseDenied is set once it withheld one (x.decision is then that
@@ -135,6 +137,8 @@ func (p *Proxy) begin(r *http.Request) *exchange {
 		method:    r.Method,
 		path:      boundedRawPath(r.RequestURI),
 		userAgent: truncate(r.UserAgent(), 256),
+		// A browser loading a page, for which errors are HTML pages.
+		navigation: isNavigation(r),
 	}
 	p.uncommitted.Add(1)
 	return x
@@ -174,6 +178,7 @@ func (p *Proxy) authenticate(r *http.Request, x *exchange) (*chartguard.Principa
 	case !ok:
 		return nil, authn.ErrNoCredentials
 	}
+	x.csrf = sess.CSRFSecret
 	return p.sso.principal(sess, p.now()), nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/proxy/internal/pages"
 )
 
 // apiProblem is a response the proxy answers itself. Every error leaves the
@@ -67,7 +68,30 @@ func (p *Proxy) respond(w http.ResponseWriter, x *exchange, pr apiProblem) {
 			pr = auditUnavailable()
 		}
 	}
+	if p.sso != nil && x.navigation && pr.status >= 400 {
+		// A clinician's browser loading a page gets ChartGuard's page, not
+		// FHIR JSON: the same status, reasons and request id.
+		p.htmlProblem(w, x, pr)
+		return
+	}
 	writeOutcome(w, pr, x.requestID)
+}
+
+// htmlProblem renders pr as one of ChartGuard's pages.
+func (p *Proxy) htmlProblem(w http.ResponseWriter, x *exchange, pr apiProblem) {
+	d := pages.Data{RequestID: x.requestID}
+	if x.principal != nil && x.principal.Token.Kind == chartguard.TokenSession {
+		d.User, d.CSRF = displayName(x.principal.Identity), x.csrf
+	}
+	for k, v := range pr.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("X-Request-Id", x.requestID)
+	if pr.status == http.StatusForbidden && x.decision != nil && !x.decision.Allow {
+		p.sso.pages.AccessDenied(w, d, x.decision.Reasons)
+		return
+	}
+	p.sso.pages.Error(w, d, pr.status, pr.message)
 }
 
 func writeOutcome(w http.ResponseWriter, pr apiProblem, requestID string) {

@@ -452,3 +452,23 @@ func TestIdPDownAtStart(t *testing.T) {
 	assert.Contains(t, rec.Body.String(), "identity provider unreachable")
 	assert.Equal(t, http.StatusUnauthorized, s.send(t, "GET", "/fhir/Patient/p1", nil, "").StatusCode)
 }
+
+// A browser page load that policy refuses gets ChartGuard's access-denied
+// page with the reasons and a Sign out button; an API call gets FHIR JSON.
+func TestBrowserDeniedPage(t *testing.T) {
+	s := newSSOHarness(t, nil)
+	s.proxy.policy = decideFunc(func(in *chartguard.Input) (chartguard.Decision, error) {
+		return chartguard.Decision{Reasons: []string{"not on the patient's care team"}}, nil
+	})
+	require.Equal(t, http.StatusSeeOther, s.signIn(t, "/").StatusCode)
+	got := s.send(t, "GET", "/fhir/Patient/p2", navigate, "")
+	require.Equal(t, http.StatusForbidden, got.StatusCode)
+	assert.Contains(t, got.Header.Get("Content-Type"), "text/html")
+	body := readBody(t, got)
+	assert.Contains(t, body, "not on the patient")
+	assert.Contains(t, body, "Sign out")
+	assert.Contains(t, body, `name="csrf"`)
+	got = s.send(t, "GET", "/fhir/Patient/p2", map[string]string{"Accept": "application/fhir+json"}, "")
+	assert.Equal(t, http.StatusForbidden, got.StatusCode)
+	assert.Contains(t, readBody(t, got), "OperationOutcome")
+}

@@ -138,6 +138,7 @@ func TestBrowser(t *testing.T) {
 	if !t.Run("sign-in through Dex", func(t *testing.T) { testBrowserSignIn(t, ctx, d) }) {
 		t.FailNow()
 	}
+	t.Run("access denied page", func(t *testing.T) { testBrowserDenied(t, ctx, d, string(axe)) })
 	t.Run("sign out with the keyboard", func(t *testing.T) { testBrowserLogout(t, ctx, d, string(axe)) })
 	t.Run("login failure page", func(t *testing.T) { testBrowserLoginFailed(t, ctx, d, string(axe)) })
 }
@@ -172,6 +173,19 @@ func testBrowserSignIn(t *testing.T, ctx context.Context, d *demo) {
 	assert.Equal(t, http.StatusOK, int(resp.Status))
 	assert.Equal(t, d.URL+"/fhir/Patient/p1", resp.URL, "back where the sign-in started")
 	assert.Equal(t, "p1", patientID(t, bodyText(t, ctx)))
+}
+
+// testBrowserDenied: p2 is not on the physician's care team; the page
+// load gets ChartGuard's access-denied page with the policy's reason.
+func testBrowserDenied(t *testing.T, ctx context.Context, d *demo, axe string) {
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(d.URL+"/fhir/Patient/p2"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusForbidden, int(resp.Status))
+	text := bodyText(t, ctx)
+	assert.Contains(t, text, "care team")
+	assert.Contains(t, text, "Sign out")
+	assert.NotContains(t, text, `"resourceType"`)
+	assertAccessible(t, ctx, axe)
 }
 
 func testBrowserLogout(t *testing.T, ctx context.Context, d *demo, axe string) {
