@@ -28,12 +28,7 @@ func (p *Proxy) unauthenticated(w http.ResponseWriter, x *exchange, err error) {
 			message: "the identity provider cannot be reached", header: http.Header{"Retry-After": {"5"}}})
 		return
 	}
-	if !p.limiter.allow(x.ip, p.now()) {
-		p.metrics.rateLimited.Inc()
-		p.limiter.add(x)
-		x.committed = true // its event is the aggregate's
-		writeOutcome(w, apiProblem{status: http.StatusTooManyRequests, code: "throttled",
-			message: "too many unauthenticated requests", header: http.Header{"Retry-After": {"1"}}}, x.requestID)
+	if p.throttled(w, x) {
 		return
 	}
 	p.respond(w, x, apiProblem{status: http.StatusUnauthorized, code: "login",
@@ -133,4 +128,20 @@ func (p *Proxy) runAggregator(ctx context.Context, every time.Duration) {
 			p.flushAggregates(ctx)
 		}
 	}
+}
+
+// throttled answers 429 when the client's address is over
+// limits.unauthenticated_rps; its event joins the address's aggregate.
+// Unauthenticated requests (401s, sign-in redirects, sign-in starts) all
+// count, so nobody can fill the audit log or the pending sign-ins.
+func (p *Proxy) throttled(w http.ResponseWriter, x *exchange) bool {
+	if p.limiter.allow(x.ip, p.now()) {
+		return false
+	}
+	p.metrics.rateLimited.Inc()
+	p.limiter.add(x)
+	x.committed = true // its event is the aggregate's
+	writeOutcome(w, apiProblem{status: http.StatusTooManyRequests, code: "throttled",
+		message: "too many unauthenticated requests", header: http.Header{"Retry-After": {"1"}}}, x.requestID)
+	return true
 }

@@ -193,6 +193,9 @@ func (p *Proxy) callbackURL() string {
 
 func (p *Proxy) startLogin(w http.ResponseWriter, r *http.Request, x *exchange) {
 	s := p.sso
+	if p.throttled(w, x) {
+		return
+	}
 	rd, ok := safeReturnPath(r.URL.Query().Get("rd"), p.cfg.Limits)
 	if !ok {
 		rd = "/"
@@ -397,6 +400,7 @@ func (p *Proxy) browserUnauthenticated(w http.ResponseWriter, r *http.Request, x
 		p.page(w, x, http.StatusOK, func(w http.ResponseWriter) { // the page is a 200
 			s.pages.LoggedOff(w, pages.Data{RequestID: x.requestID}, kind, signIn)
 		})
+	case p.throttled(w, x):
 	case isNavigation(r):
 		p.page(w, x, http.StatusFound, func(w http.ResponseWriter) { http.Redirect(w, r, signIn, http.StatusFound) })
 	default:

@@ -472,3 +472,16 @@ func TestBrowserDeniedPage(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, got.StatusCode)
 	assert.Contains(t, readBody(t, got), "OperationOutcome")
 }
+
+// Sign-in starts count against limits.unauthenticated_rps: nobody can
+// fill the pending sign-ins or the audit log from one address.
+func TestSignInIsRateLimited(t *testing.T) {
+	s := newSSOHarness(t, func(c *Config) { c.Limits.UnauthenticatedRPS = 2 })
+	codes := map[int]int{}
+	for range 10 {
+		codes[s.send(t, "GET", "/.chartguard/login?rd=/", navigate, "").StatusCode]++
+	}
+	assert.Positive(t, codes[http.StatusTooManyRequests])
+	assert.Positive(t, codes[http.StatusFound])
+	assert.Equal(t, 10, codes[http.StatusTooManyRequests]+codes[http.StatusFound])
+}
