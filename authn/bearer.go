@@ -58,19 +58,7 @@ func NewBearer(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Bea
 	if err != nil {
 		return nil, err
 	}
-	algs := make([]jose.SignatureAlgorithm, len(cfg.SigningAlgs))
-	for i, a := range cfg.SigningAlgs {
-		algs[i] = jose.SignatureAlgorithm(a)
-	}
-	keys := &keySet{
-		issuer:     cfg.Issuer,
-		configured: cfg.JWKSURL,
-		algs:       algs,
-		client:     newFetchClient(cfg.HTTPClient),
-		now:        now,
-		log:        logger,
-		metrics:    m,
-	}
+	keys := newKeySet(cfg, newFetchClient(cfg.HTTPClient), now, logger, m)
 	verifier := oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
 		ClientID:             cfg.Audience,
 		SupportedSigningAlgs: cfg.SigningAlgs,

@@ -85,6 +85,17 @@ type sigTrace struct {
 
 type sigTraceKey struct{}
 
+// newKeySet is the IdP's key set for cfg: accepted algorithms from
+// cfg.SigningAlgs only, fetched with client.
+func newKeySet(cfg Config, client *http.Client, now func() time.Time, logger *slog.Logger, m *metrics) *keySet {
+	algs := make([]jose.SignatureAlgorithm, len(cfg.SigningAlgs))
+	for i, a := range cfg.SigningAlgs {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	return &keySet{issuer: cfg.Issuer, configured: cfg.JWKSURL, algs: algs, client: client,
+		now: now, log: logger, metrics: m}
+}
+
 // VerifySignature implements [oidc.KeySet].
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
 	payload, err := k.verify(ctx, raw)

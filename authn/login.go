@@ -124,20 +124,8 @@ func NewLogin(cfg Config, logger *slog.Logger) (*Login, error) {
 	if err != nil {
 		return nil, err
 	}
-	algs := make([]jose.SignatureAlgorithm, len(cfg.SigningAlgs))
-	for i, a := range cfg.SigningAlgs {
-		algs[i] = jose.SignatureAlgorithm(a)
-	}
 	client := newTokenClient(cfg.HTTPClient)
-	keys := &keySet{
-		issuer:     cfg.Issuer,
-		configured: cfg.JWKSURL,
-		algs:       algs,
-		client:     client,
-		now:        now,
-		log:        logger,
-		metrics:    m,
-	}
+	keys := newKeySet(cfg, client, now, logger, m)
 	verifier := oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
 		ClientID:             cfg.ClientID,
 		SupportedSigningAlgs: cfg.SigningAlgs,

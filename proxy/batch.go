@@ -218,18 +218,7 @@ func (p *Proxy) decideEntry(ctx context.Context, x *exchange, e *batchEntry, ali
 	}
 	in := p.input(x)
 	in.Request.Method, in.Request.Path, in.Request.Query = e.method, t.Path, t.query()
-	if e.proofs == nil || len(e.proofs.resources) == 0 {
-		in.Resource = e.res
-		return p.decide(ctx, x, &in)
-	}
-	var dec chartguard.Decision
-	for _, r := range e.proofs.resources {
-		in.Resource = r
-		if dec = p.decide(ctx, x, &in); !dec.Allow {
-			break
-		}
-	}
-	return dec
+	return p.decideProven(ctx, x, &in, e.res, e.proofs)
 }
 
 // entryBody is the body a write entry carries: its resource, or for a

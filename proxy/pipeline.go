@@ -196,14 +196,20 @@ func (x *exchange) returnPath() string {
 // version): all must be allowed.
 func (p *Proxy) authorise(ctx context.Context, _ *http.Request, x *exchange) chartguard.Decision {
 	in := p.input(x)
-	if x.proofs == nil || len(x.proofs.resources) == 0 {
-		in.Resource = *x.resource
-		return p.decide(ctx, x, &in)
+	return p.decideProven(ctx, x, &in, *x.resource, x.proofs)
+}
+
+// decideProven decides res, or, when the write was proven, each resource
+// it touches: the first denial wins.
+func (p *Proxy) decideProven(ctx context.Context, x *exchange, in *chartguard.Input, res chartguard.Resource, pf *proofs) chartguard.Decision {
+	if pf == nil || len(pf.resources) == 0 {
+		in.Resource = res
+		return p.decide(ctx, x, in)
 	}
 	var dec chartguard.Decision
-	for _, r := range x.proofs.resources {
+	for _, r := range pf.resources {
 		in.Resource = r
-		if dec = p.decide(ctx, x, &in); !dec.Allow {
+		if dec = p.decide(ctx, x, in); !dec.Allow {
 			break
 		}
 	}
