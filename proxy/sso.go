@@ -218,9 +218,11 @@ func (p *Proxy) startLogin(w http.ResponseWriter, r *http.Request, x *exchange) 
 	}
 	p.setCookie(w, s.binding, binding, int(pendingTTL/time.Second))
 	p.setCookie(w, s.cookie, "", -1) // old session cookies are cleared on the way in
-	p.page(w, x, http.StatusFound, func(w http.ResponseWriter) {
-		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, authURL, http.StatusFound)
+	// The interstitial names the IdP and continues there at once (see
+	// pages.SignIn); it replaces a bare 302 so the user sees where their
+	// password is about to go and the flow works without script.
+	p.page(w, x, http.StatusOK, func(w http.ResponseWriter) {
+		s.pages.SignIn(w, pages.Data{RequestID: x.requestID}, authURL)
 	})
 }
 

@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -179,12 +181,29 @@ func (s *ssoHarness) send(t *testing.T, method, target string, hdr map[string]st
 
 var navigate = map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
 
+// refreshURL finds the sign-in interstitial's zero-delay refresh target.
+var refreshURL = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)"/>`)
+
+// continueURL checks that resp is the sign-in interstitial and returns
+// where it sends the browser: its refresh and its link agree.
+func continueURL(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "sign-in interstitial")
+	require.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	body := readBody(t, resp)
+	m := refreshURL.FindStringSubmatch(body)
+	require.Len(t, m, 2, "no refresh in %s", body)
+	target := html.UnescapeString(m[1])
+	assert.Contains(t, body, `href="`+m[1]+`"`, "the Continue link goes where the refresh goes")
+	return target
+}
+
 // signIn runs the whole login and returns the callback's response.
 func (s *ssoHarness) signIn(t *testing.T, rd string) *http.Response {
 	t.Helper()
 	resp := s.send(t, "GET", "/.chartguard/login?rd="+url.QueryEscape(rd), navigate, "")
-	require.Equal(t, http.StatusFound, resp.StatusCode)
-	authURL := resp.Header.Get("Location")
+	authURL := continueURL(t, resp)
 	require.True(t, strings.HasPrefix(authURL, s.idp.srv.URL+"/authorize?"), authURL)
 	idpResp, err := s.client.Get(authURL)
 	require.NoError(t, err)
@@ -241,7 +260,7 @@ func TestBrowserSignInBadInput(t *testing.T) {
 	t.Run("replayed state", func(t *testing.T) {
 		s := newSSOHarness(t, nil)
 		resp := s.send(t, "GET", "/.chartguard/login?rd=/", navigate, "")
-		idpResp, err := s.client.Get(resp.Header.Get("Location"))
+		idpResp, err := s.client.Get(continueURL(t, resp))
 		require.NoError(t, err)
 		cb, _ := url.Parse(idpResp.Header.Get("Location"))
 		first := s.send(t, "GET", cb.Path+"?"+cb.RawQuery, navigate, "")
@@ -254,7 +273,7 @@ func TestBrowserSignInBadInput(t *testing.T) {
 	t.Run("callback without the browser that started it", func(t *testing.T) {
 		s := newSSOHarness(t, nil)
 		resp := s.send(t, "GET", "/.chartguard/login?rd=/", navigate, "")
-		idpResp, err := s.client.Get(resp.Header.Get("Location"))
+		idpResp, err := s.client.Get(continueURL(t, resp))
 		require.NoError(t, err)
 		cb, _ := url.Parse(idpResp.Header.Get("Location"))
 		delete(s.jar, "chartguard_login")
@@ -482,6 +501,6 @@ func TestSignInIsRateLimited(t *testing.T) {
 		codes[s.send(t, "GET", "/.chartguard/login?rd=/", navigate, "").StatusCode]++
 	}
 	assert.Positive(t, codes[http.StatusTooManyRequests])
-	assert.Positive(t, codes[http.StatusFound])
-	assert.Equal(t, 10, codes[http.StatusTooManyRequests]+codes[http.StatusFound])
+	assert.Positive(t, codes[http.StatusOK])
+	assert.Equal(t, 10, codes[http.StatusTooManyRequests]+codes[http.StatusOK])
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
@@ -135,6 +136,7 @@ func TestBrowser(t *testing.T) {
 
 	// Subtests share the tab and its cookies, so they run in order.
 	t.Run("axe-core reports violations", func(t *testing.T) { testAxeCatches(t, ctx, string(axe)) })
+	t.Run("sign-in page", func(t *testing.T) { testBrowserSignInPage(t, ctx, d, string(axe)) })
 	if !t.Run("sign-in through Dex", func(t *testing.T) { testBrowserSignIn(t, ctx, d) }) {
 		t.FailNow()
 	}
@@ -156,10 +158,46 @@ func testAxeCatches(t *testing.T, ctx context.Context, axe string) {
 	assert.Contains(t, ids, "label")
 }
 
+// testBrowserSignInPage opens the sign-in interstitial in a tab of its own
+// and intercepts the navigation its refresh starts (Fetch interception):
+// it must go to Dex, and answered with 204 it leaves the page up for
+// axe-core.
+func testBrowserSignInPage(t *testing.T, browser context.Context, d *demo, axe string) {
+	ctx, cancel := chromedp.NewContext(browser)
+	defer cancel()
+	_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{
+		Patterns: []*fetch.RequestPattern{{URLPattern: d.IdP.Issuer + "/*"}}})
+	require.NoError(t, err)
+	wait, stop := context.WithTimeout(ctx, 15*time.Second)
+	defer stop()
+	paused := chromedp.Events(wait, fetch.RequestPaused)
+
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(d.URL+"/.chartguard/login?rd=%2Ffhir%2FPatient%2Fp1"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, int(resp.Status))
+	var held fetch.EventRequestPaused
+	for ev, err := range paused {
+		require.NoError(t, err, "the page never moved on to Dex")
+		held = ev
+		break
+	}
+	assert.True(t, strings.HasPrefix(held.Request.URL, d.IdP.Issuer+"/auth?"), "refresh went to %s", held.Request.URL)
+	// A navigation answered 204 No Content leaves the current document in
+	// place: the sign-in page stays up for the checks below.
+	_, err = chromedp.Call(ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: held.RequestID,
+		ResponseCode: http.StatusNoContent})
+	require.NoError(t, err)
+	text := bodyText(t, ctx)
+	assert.Contains(t, text, "Sign in to continue")
+	assert.Contains(t, text, "Continue to sign in")
+	assertAccessible(t, ctx, axe)
+}
+
 func testBrowserSignIn(t *testing.T, ctx context.Context, d *demo) {
 	physician, ok := d.IdP.User("physician")
 	require.True(t, ok)
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(d.URL+"/fhir/Patient/p1")))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(d.URL+"/fhir/Patient/p1"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)))) // through the sign-in page
 	loc, err := chromedp.Run(ctx, chromedp.Location())
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(loc, d.IdP.Issuer+"/"), "signed out: sent to Dex, not %s", loc)

@@ -75,8 +75,26 @@ func location(t *testing.T, resp *http.Response) *url.URL {
 	return u
 }
 
+// refresh finds the sign-in interstitial's zero-delay refresh target.
+var refresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)"/>`)
+
+// interstitialTarget checks that ChartGuard answered the sign-in start with
+// its interstitial page, and returns where that page sends the browser:
+// the refresh a browser follows and the "Continue to sign in" link agree.
+func interstitialTarget(t *testing.T, resp *http.Response, page string) *url.URL {
+	t.Helper()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "login start")
+	require.Contains(t, page, "Continue to sign in")
+	m := refresh.FindStringSubmatch(page)
+	require.Len(t, m, 2, "no refresh on the sign-in page")
+	assert.Contains(t, page, `href="`+m[1]+`"`)
+	u, err := url.Parse(html.UnescapeString(m[1]))
+	require.NoError(t, err)
+	return u
+}
+
 // startSignIn opens /fhir/Patient/p1 signed out and follows ChartGuard's
-// redirects into Dex, up to its password form, whose URL it returns.
+// redirects and sign-in page into Dex, up to its password form, whose URL it returns.
 func startSignIn(t *testing.T, d *demo, b *browser) string {
 	t.Helper()
 	resp, _ := b.navigate(d.URL + "/fhir/Patient/p1")
@@ -85,9 +103,8 @@ func startSignIn(t *testing.T, d *demo, b *browser) string {
 	assert.Equal(t, d.URL+"/.chartguard/login", login.Scheme+"://"+login.Host+login.Path)
 	assert.Equal(t, "/fhir/Patient/p1", login.Query().Get("rd"))
 
-	resp, _ = b.navigate(login.String())
-	require.Equal(t, http.StatusFound, resp.StatusCode, "login start")
-	next := location(t, resp)
+	resp, page := b.navigate(login.String())
+	next := interstitialTarget(t, resp, page)
 	require.True(t, strings.HasPrefix(next.String(), d.IdP.Issuer+"/auth?"), "login went to %s", next)
 	assert.Equal(t, "S256", next.Query().Get("code_challenge_method"))
 	assert.Equal(t, d.URL+"/.chartguard/callback", next.Query().Get("redirect_uri"))

@@ -229,3 +229,46 @@ func TestLocalPathAccepts(t *testing.T) {
 		assert.Empty(t, localPath(s), name)
 	}
 }
+
+func TestSignIn(t *testing.T) {
+	p := newPages(t)
+	t.Run("continues to the IdP", func(t *testing.T) {
+		w, doc := serve(t, p, func(p *Pages, w http.ResponseWriter, d Data) { p.SignIn(w, d, idpAuthURL) }, signedOut)
+		assert.Equal(t, http.StatusOK, w.Code)
+		var refresh *node
+		for _, m := range doc.one(t, "head").all("meta") {
+			if m.Attr["http-equiv"] == "refresh" {
+				refresh = m
+			}
+		}
+		require.NotNil(t, refresh, "a zero-delay refresh sends the browser on without script")
+		assert.Equal(t, "0; url="+idpAuthURL, refresh.Attr["content"])
+		links := mainLinks(t, doc)
+		require.Len(t, links, 1)
+		assert.Equal(t, idpAuthURL, links[0].Attr["href"])
+		assert.Contains(t, links[0].Text(), "Continue to sign in")
+		assert.Contains(t, doc.one(t, "main").Text(), "idp.example.org")
+	})
+	refused := map[string]string{
+		"script":     "javascript:alert(1)",
+		"data":       "data:text/html,<script>alert(1)</script>",
+		"relative":   "/auth?x=1",
+		"no scheme":  "//idp.example.org/auth",
+		"user info":  "https://user:pw@idp.example.org/auth",
+		"other":      "ftp://idp.example.org/auth",
+		"unparsable": "https://idp.example.org/%zz",
+		"too long":   "https://idp.example.org/auth?x=" + strings.Repeat("a", maxAuthURLLen),
+		"empty":      "",
+	}
+	for name, target := range refused {
+		t.Run("refused "+name, func(t *testing.T) {
+			w, doc := serve(t, p, func(p *Pages, w http.ResponseWriter, d Data) { p.SignIn(w, d, target) }, signedOut)
+			assert.Equal(t, http.StatusInternalServerError, w.Code)
+			for _, m := range doc.all("meta") {
+				assert.NotEqual(t, "refresh", m.Attr["http-equiv"])
+			}
+			assert.Empty(t, mainLinks(t, doc))
+			assert.NotContains(t, w.Body.String(), "alert(1)")
+		})
+	}
+}

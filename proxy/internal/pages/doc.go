@@ -2,8 +2,9 @@
 // browser: signed out ([Pages.LoggedOff]), a submission that arrived on an
 // expired session ([Pages.SubmissionNotSaved]), access denied
 // ([Pages.AccessDenied]), a generic error ([Pages.Error]), the sign-out
-// confirmation ([Pages.LogoutConfirm]) and a failed sign-in
-// ([Pages.LoginFailed]).
+// confirmation ([Pages.LogoutConfirm]), a failed sign-in
+// ([Pages.LoginFailed]) and the sign-in interstitial that sends the browser
+// on to the identity provider ([Pages.SignIn]).
 //
 // The pages are for clinicians under time pressure: one plain heading that
 // says what happened, one sentence on what to do next, and a reference
@@ -26,7 +27,10 @@
 // 30 KB. Link targets (sign-in, try-again) must be local absolute paths
 // ("/..."); anything else — a scheme, a host, "//", a backslash, a control
 // character — is refused and the page renders without the link, so a
-// crafted value can never turn these pages into an open redirect.
+// crafted value can never turn these pages into an open redirect. The one
+// exception is the sign-in interstitial's target, the identity provider's
+// authorization URL, which the proxy builds from configuration; it must be
+// an absolute http(s) URL (see [Pages.SignIn]).
 //
 // # Out of scope
 //

@@ -17,6 +17,7 @@ const (
 	maxReasons      = 10   // items
 	maxTokenLen     = 512  // bytes
 	maxPathLen      = 2048 // bytes
+	maxAuthURLLen   = 2048 // bytes: an IdP authorization URL with PKCE, state and nonce is ~600
 )
 
 // clean makes untrusted text safe to display: invalid UTF-8 and control

@@ -17,6 +17,7 @@ const (
 	maxPageBytes = 30 * 1024
 	signInPath   = "/.chartguard/login?rd=%2Ffhir%2FPatient%2F1"
 	hostile      = `<script>alert("x")</script>`
+	idpAuthURL   = "https://idp.example.org/auth?client_id=cg&code_challenge=abc&redirect_uri=https%3A%2F%2Femr%2F.chartguard%2Fcallback&state=s1"
 )
 
 var (
@@ -52,6 +53,8 @@ func pageCases() []pageCase {
 			p.LoginFailed(w, d, "Your account has no role here.", "/.chartguard/login")
 		},
 			http.StatusUnauthorized, "Sign-in failed", "Sign-in did not work"},
+		{"sign in", func(p *Pages, w http.ResponseWriter, d Data) { p.SignIn(w, d, idpAuthURL) },
+			http.StatusOK, "Sign in", "Sign in to continue"},
 	}
 }
 
@@ -242,6 +245,8 @@ func TestWorstCaseInputStaysUnder30KB(t *testing.T) {
 	}
 	d := Data{User: big, CSRF: strings.Repeat(`"`, maxTokenLen), RequestID: big}
 	long := "/" + strings.Repeat("%22", maxPathLen/3-1)
+	authURL := "https://idp.example.org/?"
+	authURL += strings.Repeat("&", maxAuthURLLen-len(authURL))
 	renders := map[string]renderFunc{
 		"logged off":     func(p *Pages, w http.ResponseWriter, d Data) { p.LoggedOff(w, d, big, long) },
 		"not saved":      func(p *Pages, w http.ResponseWriter, d Data) { p.SubmissionNotSaved(w, d, long) },
@@ -249,6 +254,7 @@ func TestWorstCaseInputStaysUnder30KB(t *testing.T) {
 		"error":          func(p *Pages, w http.ResponseWriter, d Data) { p.Error(w, d, 503, big) },
 		"logout confirm": func(p *Pages, w http.ResponseWriter, d Data) { p.LogoutConfirm(w, d) },
 		"login failed":   func(p *Pages, w http.ResponseWriter, d Data) { p.LoginFailed(w, d, big, long) },
+		"sign in":        func(p *Pages, w http.ResponseWriter, d Data) { p.SignIn(w, d, authURL) },
 	}
 	for name, render := range renders {
 		t.Run(name, func(t *testing.T) {
