@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Defaults applied by [Config.SetDefaults] and, for zero numeric fields, by
@@ -16,6 +20,17 @@ const (
 	// DefaultCommitDelay is [Config.CommitDelay] after SetDefaults,
 	// chosen by measurement (bench/README.md).
 	DefaultCommitDelay = time.Millisecond
+	// DefaultCheckpointEvery and DefaultCheckpointInterval bound how many
+	// records and how long a record waits before a signed checkpoint
+	// covers it.
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+	// DefaultRetention is how long segments are kept (DESIGN.md).
+	DefaultRetention = "10y"
+	// DefaultSegmentMaxAge starts a new segment at least daily.
+	DefaultSegmentMaxAge = 24 * time.Hour
+	// DefaultMinFree is the free space under which /readyz fails.
+	DefaultMinFree = 5 << 30
 )
 
 // Sink types and formats accepted in [SinkConfig].
@@ -44,6 +59,41 @@ type Config struct {
 	Sinks []SinkConfig `yaml:"sinks"`
 	// Segment controls rotation.
 	Segment SegmentConfig `yaml:"segment"`
+	// IndexDir holds the query index (a rebuildable cache; see query_search.go). If empty, the proxy uses Dir + "-index".
+	IndexDir string `yaml:"index_dir"`
+	// SigningKeyFile holds the note signer key (golang.org/x/mod/sumdb/note
+	// format, "PRIVATE+KEY+<name>+<hash>+<key>"; `chartguard audit keygen`
+	// writes one) that signs checkpoints. Required unless Signer is set or
+	// EphemeralKey allows a throwaway key.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// CheckpointEvery is how many records at most go unsigned: a checkpoint
+	// is written when this many records were added since the last one.
+	// If zero, 1000.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval is the longest a record waits for a checkpoint.
+	// If zero, 10s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Retention is how long segments are kept, in Go duration syntax or
+	// with a d (day) or y (365 days) unit: "10y", "90d", "720h". Whole
+	// segments whose newest record is older are removed once a checkpoint
+	// covers them; their tree hashes are kept. Empty or "0": keep
+	// everything. SetDefaults sets 10y.
+	Retention string `yaml:"retention"`
+	// MinFree is the free space on the file system of Dir under which
+	// [Log.DiskReady] fails (so /readyz drains the replica before the disk
+	// fills). SetDefaults sets 5GiB; 0 disables the check.
+	MinFree int64 `yaml:"min_free"`
+
+	// Origin is the checkpoint origin line, "<public_url host>/audit/<node>";
+	// the proxy sets it. If empty, "localhost/audit/<Node>".
+	Origin string `yaml:"-"`
+	// Signer signs checkpoints. If nil, New loads SigningKeyFile.
+	Signer note.Signer `yaml:"-"`
+	// EphemeralKey lets New generate a throwaway signing key when neither
+	// Signer nor SigningKeyFile is set, with a loud warning. Such a log
+	// cannot be verified after the process exits; the proxy allows it only
+	// with session.insecure_dev (loopback demos).
+	EphemeralKey bool `yaml:"-"`
 
 	// Node is the node id written into every event.
 	Node string `yaml:"-"`
@@ -94,6 +144,10 @@ type SegmentConfig struct {
 	// MaxBytes is the size at which a new segment starts. A segment is only
 	// larger when a single record is. If zero, 256 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxAge starts a new segment when the current one's first record is
+	// older (checked when a record is written). 0: no age limit.
+	// SetDefaults sets 24h.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // SetDefaults fills in the defaults. Call it on a fresh Config BEFORE
@@ -105,6 +159,9 @@ func (c *Config) SetDefaults() {
 	c.Durable = true
 	c.FailClosed = true
 	c.CommitDelay = DefaultCommitDelay
+	c.Retention = DefaultRetention
+	c.Segment.MaxAge = DefaultSegmentMaxAge
+	c.MinFree = DefaultMinFree
 	c.setNumericDefaults()
 	for i := range c.Sinks {
 		if c.Sinks[i].Format == "" {
@@ -124,6 +181,12 @@ func (c *Config) setNumericDefaults() {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
 	}
 }
 
@@ -150,6 +213,25 @@ func (c Config) Validate() error {
 	for i, s := range c.Sinks {
 		errs = append(errs, s.validate(fmt.Sprintf("audit.sinks[%d]", i)))
 	}
+	if c.SigningKeyFile == "" && c.Signer == nil && !c.EphemeralKey {
+		errs = append(errs, errors.New("audit.signing_key_file: required (it signs the log's checkpoints); "+
+			"create one with `chartguard audit keygen --out FILE` and keep the printed public key for `audit verify`"))
+	}
+	if c.CheckpointEvery < 0 {
+		errs = append(errs, fmt.Errorf("audit.checkpoint_every: %d is negative; use a positive count such as 1000", c.CheckpointEvery))
+	}
+	if c.CheckpointInterval < 0 {
+		errs = append(errs, fmt.Errorf("audit.checkpoint_interval: %s is negative; use a positive duration such as 10s", c.CheckpointInterval))
+	}
+	if _, err := ParseRetention(c.Retention); err != nil {
+		errs = append(errs, fmt.Errorf("audit.retention: %w", err))
+	}
+	if c.Segment.MaxAge < 0 {
+		errs = append(errs, errors.New("audit.segment.max_age: negative; use a duration such as 24h or 0 for no limit"))
+	}
+	if c.MinFree < 0 {
+		errs = append(errs, errors.New("audit.min_free: negative; use a size such as 5GiB or 0 to disable the check"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -171,4 +253,33 @@ func (s SinkConfig) validate(path string) error {
 	default:
 		return fmt.Errorf("%s.format: unknown format %q; use json", path, s.Format)
 	}
+}
+
+// ParseRetention parses [Config.Retention]: a Go duration, or a whole
+// number of days ("90d") or years of 365 days ("10y"). "" and "0" mean
+// keep everything (0).
+func ParseRetention(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	var unit time.Duration
+	switch {
+	case strings.HasSuffix(s, "y"):
+		unit = 365 * 24 * time.Hour
+	case strings.HasSuffix(s, "d"):
+		unit = 24 * time.Hour
+	}
+	if unit != 0 {
+		n, err := strconv.ParseUint(s[:len(s)-1], 10, 32)
+		if err != nil || n == 0 || n > 1000*365*24/uint64(unit/time.Hour) {
+			return 0, fmt.Errorf("%q is not a retention such as 10y, 90d or 720h", s)
+		}
+		return time.Duration(n) * unit, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a retention such as 10y, 90d or 720h", s)
+	}
+	return d, nil
 }

@@ -18,6 +18,13 @@ func TestSetDefaultsIsSafe(t *testing.T) {
 	assert.Equal(t, int64(256<<20), c.Segment.MaxBytes)
 	assert.Equal(t, 10000, c.QueueSize)
 	assert.Equal(t, DefaultCommitDelay, c.CommitDelay)
+	assert.Equal(t, "10y", c.Retention)
+	assert.Equal(t, 24*time.Hour, c.Segment.MaxAge)
+	assert.Equal(t, int64(5<<30), c.MinFree)
+	assert.Equal(t, 1000, c.CheckpointEvery)
+	assert.Equal(t, 10*time.Second, c.CheckpointInterval)
+	assert.Empty(t, c.SigningKeyFile)
+	assert.ErrorContains(t, c.Validate(), "audit.signing_key_file: required", "no silent unsigned log")
 }
 
 func TestSetDefaultsThenYAML(t *testing.T) {
@@ -27,9 +34,9 @@ func TestSetDefaultsThenYAML(t *testing.T) {
 		durable, failClosed bool
 		maxPatients         int
 	}{
-		{"absent keys keep safe defaults", "dir: /a\n", true, true, 1000},
-		{"explicit false wins", "dir: /a\ndurable: false\nfail_closed: false\n", false, false, 1000},
-		{"explicit numbers win", "dir: /a\nmax_patients_per_event: 5\n", true, true, 5},
+		{"absent keys keep safe defaults", "dir: /a\nsigning_key_file: /k\n", true, true, 1000},
+		{"explicit false wins", "dir: /a\nsigning_key_file: /k\ndurable: false\nfail_closed: false\n", false, false, 1000},
+		{"explicit numbers win", "dir: /a\nsigning_key_file: /k\nmax_patients_per_event: 5\n", true, true, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,10 +73,19 @@ func TestValidate(t *testing.T) {
 			[]string{"audit.sinks[1].type", "unknown"}},
 		{"all problems at once", func(c *Config) { c.Dir = ""; c.MaxPatientsPerEvent = -3 },
 			[]string{"audit.dir", "audit.max_patients_per_event"}},
+		{"key required", func(c *Config) { c.SigningKeyFile = "" }, []string{"audit.signing_key_file: required", "audit keygen"}},
+		{"ephemeral key allowed", func(c *Config) { c.SigningKeyFile = ""; c.EphemeralKey = true }, nil},
+		{"negative checkpoint_every", func(c *Config) { c.CheckpointEvery = -1 }, []string{"audit.checkpoint_every"}},
+		{"negative checkpoint_interval", func(c *Config) { c.CheckpointInterval = -time.Second }, []string{"audit.checkpoint_interval"}},
+		{"bad retention", func(c *Config) { c.Retention = "ten years" }, []string{"audit.retention", "10y"}},
+		{"retention in days", func(c *Config) { c.Retention = "90d" }, nil},
+		{"keep forever", func(c *Config) { c.Retention = "0" }, nil},
+		{"negative max_age", func(c *Config) { c.Segment.MaxAge = -time.Hour }, []string{"audit.segment.max_age"}},
+		{"negative min_free", func(c *Config) { c.MinFree = -1 }, []string{"audit.min_free"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := Config{Dir: "/var/lib/chartguard/audit"}
+			c := Config{Dir: "/var/lib/chartguard/audit", SigningKeyFile: "/etc/chartguard/audit.key"}
 			c.SetDefaults()
 			tt.mod(&c)
 			err := c.Validate()
@@ -82,5 +98,26 @@ func TestValidate(t *testing.T) {
 				assert.Contains(t, err.Error(), w)
 			}
 		})
+	}
+}
+
+func TestParseRetention(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, true}, {"0", 0, true}, {"10y", 10 * 365 * 24 * time.Hour, true},
+		{"90d", 90 * 24 * time.Hour, true}, {"720h", 720 * time.Hour, true}, {"1h30m", 90 * time.Minute, true},
+		{"0y", 0, false}, {"-1d", 0, false}, {"y", 0, false}, {"1.5y", 0, false}, {"99999y", 0, false}, {"-5h", 0, false}, {"soon", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseRetention(tt.in)
+		if !tt.ok {
+			assert.Error(t, err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
 	}
 }

@@ -19,9 +19,56 @@
 // ahead of its records (so an fsync flushes data, not the file size): the
 // records of a segment end at its first NUL byte ([SegmentData]), and a
 // closed or rotated segment has no zero tail.
-// Later the records become the leaves of an RFC 6962 Merkle tree with signed
-// checkpoints; nothing here rewrites an acknowledged record, so that is an
-// extension, not a format change.
+// A segment also rotates when its first record is older than
+// [SegmentConfig.MaxAge] (checked when a record is written).
+//
+// # Verifiable log
+//
+// Every record (its JSON line without the '\n') is leaf seq of an RFC 6962
+// Merkle tree; the tree math is golang.org/x/mod/sumdb/tlog. The tree's
+// stored hashes (tlog numbering, 32 bytes each, about two per record) are
+// in the file "hashes", written in the same group commit after the
+// records' fsync and fsynced before each checkpoint. Every
+// [Config.CheckpointEvery] records, every [Config.CheckpointInterval] while
+// records arrive, at startup after a crash and at [Log.Close], the node
+// signs a checkpoint: a C2SP tlog-checkpoint body ("<origin>\n<size>\n<base64
+// root>\n", origin [Config.Origin] = "<public_url host>/audit/<node>") as
+// an Ed25519 signed note (golang.org/x/mod/sumdb/note) with the key in
+// [Config.SigningKeyFile]. Checkpoints are appended, fsynced, to the file
+// "checkpoints" as JSON lines {"v":1,"kind":"checkpoint","checkpoint":"<note>"},
+// and the same line goes to the extra sinks so a copy lives off the box
+// (it may reach a sink before the last events it covers). At startup the
+// stored hashes a checkpoint covers are checked against it and the rest
+// are recomputed from the records, so a crash loses nothing the segments
+// hold. [Verify] checks a directory ([ReadDir] only reads it); [Prove] and
+// [VerifyProof] make and check self-contained inclusion proofs.
+//
+// # Retention
+//
+// With [Config.Retention], whole segments whose last write is older, and
+// that a checkpoint covers, are removed oldest first (at startup and at
+// each rotation). First a signed retention note ({"v":1,"kind":"retention",
+// "note":…}, body "chartguard audit retention v1\n<origin>\n<first kept>\n")
+// is appended to "checkpoints" and sent to the sinks; the stored hashes of
+// removed records stay, so the checkpoints and proofs still verify. A
+// segment missing without such a note is tampering.
+//
+// # Queries
+//
+// [Searcher] ([OpenSearcher]) answers search, report and tail over one or
+// more log directories, merged by time, each verified against its own
+// checkpoints. A bbolt index per directory in audit.index_dir (a
+// rebuildable cache) holds each patient's events reduced to that patient;
+// each query verifies only the records added since the last one (compact
+// range and RFC 6962 consistency proof from the stored hashes) and
+// rebuilds the index when the log was replaced. Offline reads of a copy
+// record a signed offline-access note in the copy.
+//
+// # Free space
+//
+// [Log.DiskReady] fails under [Config.MinFree] (for /readyz);
+// chartguard_audit_disk_free_bytes and chartguard_audit_checkpoint_age_seconds
+// (age of the oldest record no checkpoint covers) are exported.
 //
 // # Failure and recovery
 //
@@ -49,9 +96,19 @@
 // this process: it must not be accessible to group or others. Operational
 // logs written here never carry event content.
 //
+// Verification trusts only the checkpoint key. Someone who can write the
+// directory but lacks the key may edit, delete, insert, reorder or cut
+// records or segments, rewrite the hashes and drop checkpoints; [Verify]
+// reports the first index affected. The exception: records after the last
+// local checkpoint, cut together with the checkpoints that cover them,
+// are only caught against an off-box checkpoint ([VerifyOptions.Trusted],
+// from the stdout sink or a SIEM). A holder of the key can sign anything;
+// two checkpoints of one size with different roots (a split view) are
+// caught when both are seen. The stored hashes of records removed by
+// retention are trusted as far as the checkpoints vouch for them.
+//
 // # Out of scope
 //
-// Merkle hashing and checkpoints, reading, searching and reporting on the
-// log, retention, free-space checks, syslog and FHIR-format sinks, and
-// serving HTTP.
+// Syslog and FHIR-format sinks, key rotation (a new key needs a new
+// audit.dir or a verifier holding both keys), and serving HTTP.
 package audit

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"fmt"
+	"golang.org/x/mod/sumdb/note"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,6 +26,17 @@ func ExampleLog_Commit() {
 	cfg.SetDefaults() // durable, fail closed
 	cfg.Dir = filepath.Join(dir, "audit")
 	cfg.Node = "proxy-1"
+	cfg.Origin = "emr.example.org/audit/proxy-1"
+	// A real deployment sets SigningKeyFile (`chartguard audit keygen`).
+	skey, _, err := audit.GenerateKey(cfg.Origin)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if cfg.Signer, err = note.NewSigner(skey); err != nil {
+		fmt.Println(err)
+		return
+	}
 	auditLog, err := audit.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Println(err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"golang.org/x/mod/sumdb/note"
 	"os"
 	"path/filepath"
 	"sort"
@@ -95,7 +96,31 @@ func testConfig(t testing.TB) Config {
 	cfg.Dir = filepath.Join(t.TempDir(), "audit")
 	cfg.Node = "node-1"
 	cfg.Now = fixedNow
+	cfg.Origin = testOrigin
+	cfg.Signer = testSigner
 	return cfg
+}
+
+// testOrigin names the test logs; testSigner and testVerifier are one key
+// pair for all tests.
+const testOrigin = "emr.example.org/audit/node-1"
+
+var testSigner, testVerifier = mustKeyPair(testOrigin)
+
+func mustKeyPair(name string) (note.Signer, note.Verifier) {
+	skey, vkey, err := GenerateKey(name)
+	if err != nil {
+		panic(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		panic(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		panic(err)
+	}
+	return s, v
 }
 
 func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }

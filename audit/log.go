@@ -67,6 +67,7 @@ type Log struct {
 
 	queue   recoveryQueue
 	seg     *segmentWriter // owned by the writer goroutine
+	chain   *chain         // owned by the writer goroutine
 	scratch scratch        // owned by the writer goroutine
 }
 
@@ -101,11 +102,19 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Log, erro
 	if err := prepareDir(cfg.Dir); err != nil {
 		return nil, err
 	}
+	signer, err := loadSigner(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	tail, err := recoverTail(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	if l.m, err = newMetrics(reg, l.sinks); err != nil {
+	if l.chain, err = openChain(cfg.Dir, tail.next, signer, cfg.origin()); err != nil {
+		return nil, err
+	}
+	if l.m, err = newMetrics(reg, l.sinks, cfg.Dir, l.chain, l.now); err != nil {
+		l.chain.close()
 		return nil, err
 	}
 	l.queue.max, l.queue.gauge = cfg.QueueSize, l.m.queue
@@ -119,9 +128,17 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Log, erro
 	if l.seg.open == nil {
 		l.seg.open = openSegmentFile
 	}
+	l.wireChain()
 	if err := l.seg.ensureOpen(); err != nil {
 		unregister(reg, l.m)
+		l.chain.close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	// Records a crash left after the last checkpoint: sign what was
+	// recovered, so verification covers them without waiting.
+	l.chain.checkpointLogged()
+	if err := l.chain.applyRetention(l.seg.tail.path); err != nil {
+		l.logger.Error("audit retention failed", "err", err)
 	}
 	l.healthy.Store(true)
 	go l.run()
@@ -154,7 +171,7 @@ func unregister(reg prometheus.Registerer, m *metrics) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{m.written, m.failed, m.lost, m.fsync, m.queue} {
+	for _, c := range m.collectors() {
 		reg.Unregister(c)
 	}
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,11 +16,19 @@ type metrics struct {
 	lost    prometheus.Counter
 	fsync   prometheus.Histogram
 	queue   prometheus.Gauge
+
+	cpFailed prometheus.Counter
+	cpAge    prometheus.GaugeFunc
+	diskFree prometheus.GaugeFunc
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.written, m.failed, m.lost, m.fsync, m.queue, m.cpFailed, m.cpAge, m.diskFree}
 }
 
 // newMetrics builds the collectors and registers them on reg (nil: not
 // registered). Every label value is created up front so series export 0.
-func newMetrics(reg prometheus.Registerer, sinks []namedSink) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, sinks []namedSink, dir string, c *chain, now func() time.Time) (*metrics, error) {
 	m := &metrics{
 		written: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "chartguard", Subsystem: "audit", Name: "events_written_total",
@@ -42,6 +51,24 @@ func newMetrics(reg prometheus.Registerer, sinks []namedSink) (*metrics, error) 
 			Namespace: "chartguard", Subsystem: "audit", Name: "queue_length",
 			Help: "Audit events waiting in the recovery queue.",
 		}),
+		cpFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "chartguard", Subsystem: "audit", Name: "checkpoint_failures_total",
+			Help: "Signed checkpoints that could not be written.",
+		}),
+		cpAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "chartguard", Subsystem: "audit", Name: "checkpoint_age_seconds",
+			Help: "Age of the oldest audit record no signed checkpoint covers yet (0 when all are).",
+		}, func() float64 { return checkpointAge(c, now) }),
+		diskFree: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "chartguard", Subsystem: "audit", Name: "disk_free_bytes",
+			Help: "Bytes free on the file system of audit.dir (-1 if unknown).",
+		}, func() float64 {
+			free, err := diskFree(dir)
+			if err != nil {
+				return -1
+			}
+			return float64(free)
+		}),
 	}
 	for _, name := range append([]string{sinkFile}, sinkNames(sinks)...) {
 		m.written.WithLabelValues(name)
@@ -50,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, sinks []namedSink) (*metrics, error) 
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.written, m.failed, m.lost, m.fsync, m.queue}
+	cs := m.collectors()
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

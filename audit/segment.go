@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -232,6 +233,17 @@ type segmentWriter struct {
 	size   int64 // of f: tail.acked plus the zero-filled space after it
 	buf    []byte
 	onTrim func(n int64) // told when n unacknowledged bytes are removed
+
+	// onChunk is told the lines of each chunk once they are written (and
+	// fsynced if durable): the Merkle tree hashes them.
+	onChunk func(buf []byte)
+	// maxAge rotates a segment whose first record is older; started is
+	// when the current segment's first record was written.
+	maxAge  time.Duration
+	now     func() time.Time
+	started time.Time
+	// onRotate is told the path of the new segment after a rotation.
+	onRotate func(current string)
 }
 
 // append writes recs in order, assigning seqs from tail.next, rotating as
@@ -240,6 +252,11 @@ type segmentWriter struct {
 func (w *segmentWriter) append(recs []record) (int, error) {
 	if err := w.ensureOpen(); err != nil {
 		return 0, err
+	}
+	if w.maxAge > 0 && w.tail.acked > 0 && w.now().Sub(w.started) >= w.maxAge {
+		if err := w.rotate(); err != nil {
+			return 0, err
+		}
 	}
 	done := 0
 	for done < len(recs) {
@@ -262,9 +279,13 @@ func (w *segmentWriter) append(recs []record) (int, error) {
 		if err := w.writeChunk(buf); err != nil {
 			return done, err
 		}
+		if w.tail.acked == 0 {
+			w.started = w.now()
+		}
 		w.tail.acked += int64(len(buf))
 		w.tail.next += uint64(k - done)
 		done = k
+		w.onChunk(buf)
 	}
 	return done, nil
 }
@@ -367,7 +388,43 @@ func (w *segmentWriter) rotate() error {
 	}
 	w.tail.path = filepath.Join(w.dir, segmentName(w.tail.next))
 	w.tail.acked = 0
-	return w.openCurrent()
+	if err := w.openCurrent(); err != nil {
+		return err
+	}
+	w.onRotate(w.tail.path)
+	return nil
+}
+
+// syncRecords fsyncs the current segment of a non-durable log, whose
+// batches are not fsynced, so a checkpoint never covers records a crash
+// could take back. A durable log has nothing to do.
+func (w *segmentWriter) syncRecords() error {
+	if w.durable || w.f == nil {
+		return nil
+	}
+	return w.sync()
+}
+
+// firstRecordTime returns the time of the first record of the segment at
+// path, or zero if it has none or it cannot be read.
+func firstRecordTime(path string) time.Time {
+	f, err := os.Open(path)
+	if err != nil {
+		return time.Time{}
+	}
+	defer f.Close()
+	line, err := readRecordLine(bufio.NewReaderSize(f, 64<<10))
+	if err != nil {
+		return time.Time{}
+	}
+	var rec struct {
+		Time string `json:"time"`
+	}
+	if json.Unmarshal(line, &rec) != nil {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339Nano, rec.Time)
+	return t
 }
 
 // probe checks, without adding a record, that the log can take one: the

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,12 +45,17 @@ func (l *Log) run() {
 	if l.cfg.Durable && l.cfg.CommitDelay > 0 {
 		delay = newCommitDelay(l.cfg.CommitDelay)
 	}
+	tick := time.NewTicker(l.cfg.CheckpointInterval)
+	defer tick.Stop()
 	for {
 		batch = batch[:0]
 		select {
 		case r := <-l.reqs:
 			batch = append(batch, r)
 		case <-l.kick:
+		case <-tick.C:
+			l.chain.request()
+			continue
 		case <-l.quit:
 			l.shutdown()
 			return
@@ -103,9 +110,12 @@ func (l *Log) process(batch []*request) int {
 	first := l.seg.tail.next
 	var n int
 	var err error
-	if len(recs) > 0 {
+	switch err = l.chain.catchUp(l.seg.tail.next); {
+	case err != nil:
+	case len(recs) > 0:
 		n, err = l.seg.append(recs)
-	} else {
+		l.chain.afterBatch()
+	default:
 		err = l.seg.probe()
 	}
 	concurrent := len(commits) + len(l.reqs)
@@ -184,6 +194,11 @@ func (l *Log) shutdown() {
 	if err := l.seg.close(); err != nil {
 		l.lastErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	if err := l.chain.checkpoint(); err != nil {
+		l.m.cpFailed.Inc()
+		l.lastErr = errors.Join(l.lastErr, fmt.Errorf("audit: final checkpoint: %w", err))
+	}
+	l.chain.close()
 }
 
 // recoveryQueue holds deferred records. The writer takes them all at the

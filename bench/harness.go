@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/chartguard/chartguard/audit"
 	"github.com/chartguard/chartguard/examples/fhir-demo/devissuer"
 	"github.com/chartguard/chartguard/examples/fhir-demo/fhirserver"
 	"github.com/chartguard/chartguard/proxy"
@@ -227,8 +228,17 @@ func (h *Harness) startChartGuard(ctx context.Context, ln, adminLn net.Listener,
 		closeAll([]net.Listener{ln, adminLn})
 		return err
 	}
+	keyFile := filepath.Join(h.workDir, "audit.key")
+	skey, _, err := audit.GenerateKey("bench/audit/chartguard")
+	if err == nil {
+		err = os.WriteFile(keyFile, []byte(skey+"\n"), 0o600)
+	}
+	if err != nil {
+		closeAll([]net.Listener{ln, adminLn})
+		return fmt.Errorf("bench: audit key: %w", err)
+	}
 	raw := configYAML(configValues{publicURL: baseURL(ln), upstream: upURL, issuer: issURL,
-		policyDir: opts.PolicyDir, auditDir: h.auditDir, tokenFile: tokenFile,
+		policyDir: opts.PolicyDir, auditDir: h.auditDir, tokenFile: tokenFile, keyFile: keyFile,
 		evalTimeout: opts.EvalTimeout, durable: !opts.NonDurableAudit})
 	cfg, err := proxy.ParseConfig([]byte(raw), func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -271,6 +281,7 @@ func (h *Harness) writeAdminToken() (string, error) {
 type configValues struct {
 	publicURL, upstream, issuer    string
 	policyDir, auditDir, tokenFile string
+	keyFile                        string        // audit.signing_key_file
 	evalTimeout                    time.Duration // 0: the product default
 	durable                        bool
 }
@@ -308,8 +319,9 @@ audit:
   dir: %q
   durable: %t
   fail_closed: true
+  signing_key_file: %q
   sinks: []
-`, v.publicURL, v.tokenFile, v.upstream, v.issuer, audience, v.policyDir, timeout, v.auditDir, v.durable)
+`, v.publicURL, v.tokenFile, v.upstream, v.issuer, audience, v.policyDir, timeout, v.auditDir, v.durable, v.keyFile)
 }
 
 // upstreamLikeTransport matches ChartGuard's upstream transport settings

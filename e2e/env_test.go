@@ -126,6 +126,10 @@ func startEnv(t testing.TB, o envOptions) *env {
 	e.AdminTok = "admin-token-0123456789abcdef"
 	tokFile := filepath.Join(dir, "admin-token")
 	require.NoError(t, os.WriteFile(tokFile, []byte(e.AdminTok+"\n"), 0o600))
+	keyFile := filepath.Join(dir, "audit.key")
+	skey, _, err := audit.GenerateKey("emr.example.org/audit/e2e-1")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyFile, []byte(skey+"\n"), 0o600))
 	yaml := fmt.Sprintf(`
 node_id: e2e-1
 listen: "127.0.0.1:0"
@@ -149,8 +153,8 @@ oidc:
     chartguard-him: him
 # Generous for -race on a loaded 2-core CI machine; the default is 50ms.
 policy: {dir: %q, eval_timeout: 2s}
-audit: {dir: %q, durable: true, fail_closed: true}
-%s`, tokFile, upstream, issuerURL, filepath.Join(repoRoot(t), "configs", "policy"), e.AuditDir, o.extraYAML)
+audit: {dir: %q, durable: true, fail_closed: true, signing_key_file: %q}
+%s`, tokFile, upstream, issuerURL, filepath.Join(repoRoot(t), "configs", "policy"), e.AuditDir, keyFile, o.extraYAML)
 	cfg, err := proxy.ParseConfig([]byte(yaml), os.LookupEnv)
 	require.NoError(t, err)
 	if o.policyDir != "" {

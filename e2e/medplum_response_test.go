@@ -71,8 +71,9 @@ func startMedplumWorld(t *testing.T) *medplumWorld {
 	return w
 }
 
-// mine is every Observation of A that pr1 may see.
-func (w *medplumWorld) mine() []string { return append(slices.Clone(w.aObs), w.aR) }
+// mine is every Observation of A that pr1 may see: not the restricted one,
+// which needs break-the-glass even on the care team.
+func (w *medplumWorld) mine() []string { return slices.Clone(w.aObs) }
 
 // theirs is every Observation of B.
 func (w *medplumWorld) theirs() []string { return append(slices.Clone(w.bObs), w.bV) }
@@ -264,7 +265,7 @@ func TestMedplumResponseReadByID(t *testing.T) {
 		reason   string // of a denial
 	}{
 		{"own patient", w.aObs[0], 200, chartguard.OutcomeAllowed, []string{w.A}, ""},
-		{"own patient, restricted", w.aR, 200, chartguard.OutcomeAllowed, []string{w.A}, ""},
+		{"own patient, restricted", w.aR, 403, chartguard.OutcomeDenied, []string{w.A}, "restricted record"},
 		{"another patient", w.bObs[0], 403, chartguard.OutcomeDenied, []string{w.B}, "not on the patient's care team"},
 		{"another patient, very restricted", w.bV, 403, chartguard.OutcomeDenied, []string{w.B}, "very restricted record"},
 	}
@@ -297,7 +298,7 @@ func TestMedplumResponseSearch(t *testing.T) {
 		require.Equal(t, 200, status, body)
 		b := parseBundle(t, body)
 		obs, _, outcomes := observationsOf(t, b)
-		assert.Equal(t, sorted(w.mine()), obs, "A's Observations, the restricted one too")
+		assert.Equal(t, sorted(w.mine()), obs, "A's Observations but the restricted one")
 		assert.Equal(t, 1, outcomes, "one outcome entry says results were suppressed")
 		assert.Nil(t, b.Total, "total removed once entries were withheld")
 		assertNoneOf(t, body, append(w.theirs(), w.B)...)
@@ -470,7 +471,7 @@ func TestMedplumNurseOffTheCareTeamSeesNeither(t *testing.T) {
 	assert.Empty(t, obs)
 	assert.Empty(t, patients)
 	assert.Equal(t, 1, outcomes)
-	assertNoneOf(t, body, append(append(w.mine(), w.theirs()...), w.A, w.B)...)
+	assertNoneOf(t, body, append(append(w.mine(), w.theirs()...), w.aR, w.A, w.B)...)
 	ev := lastEvent(t, w.e)
 	assert.Equal(t, "rn-pr7", ev.User.Subject)
 	assert.Empty(t, ev.Resource.Patients)

@@ -24,6 +24,12 @@ type Config struct {
 	// well under 1ms) can be descheduled past the limit and be denied;
 	// the denial is audited with reason "policy evaluation timed out".
 	EvalTimeout time.Duration `yaml:"eval_timeout"`
+	// Relationships is where care relationships come from
+	// ("policy.relationships"); see [RelationshipsConfig].
+	Relationships RelationshipsConfig `yaml:"relationships"`
+	// Bundle, when its URL is set, makes an OPA bundle server the policy
+	// source instead of Dir ("policy.bundle"); see [BundleConfig].
+	Bundle BundleConfig `yaml:"bundle"`
 }
 
 // SetDefaults fills zero fields with their defaults.
@@ -37,4 +43,6 @@ func (c *Config) SetDefaults() {
 	if c.EvalTimeout == 0 {
 		c.EvalTimeout = DefaultEvalTimeout
 	}
+	c.Relationships.SetDefaults()
+	c.Bundle.SetDefaults()
 }

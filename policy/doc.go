@@ -28,8 +28,33 @@
 // built; its clock (time.now_ns) reads Input.Request.Time when that is set.
 // Built-in errors are raised, not treated as undefined, so they deny too.
 //
-// [RunTests] runs the Rego unit tests (test_* rules) of a policy directory,
-// for `chartguard policy test`.
+// Every decision's obligations.redact paths must parse ([ParseRedactPath],
+// syntax in DESIGN.md); one that does not denies with [ReasonRedactPath].
+// Paths the policy writes as constants (in a "redact" object key or a rule
+// named redact, or under a "redact" key in its data) are checked at load,
+// so a typo fails the load instead of denying requests. An input larger
+// than fixed bounds (items, bytes of strings) denies with [ReasonInput].
+//
+// # Reload
+//
+// A [Manager] holds the serving Engine in an atomic pointer and replaces
+// it on [Manager.Reload]: from the policy directory, or, when
+// policy.bundle.url is set, from an OPA bundle server instead (downloaded
+// with opa/v1/download: ETag, size limit, signature verification with
+// policy.bundle.verification_key_file; the revision is the bundle
+// manifest's). [Load] is what a reload accepts: the policy compiles, its
+// load_errors is empty and its own tests (*_test.rego, or the bundle's)
+// pass. Anything else is refused and the serving engine stays. [Manager.Run]
+// watches the directory (fsnotify, debounced) or polls the bundle server
+// between poll.min and poll.max. Every attempt is reported to the caller's
+// notify function (the proxy counts, logs and audits it). Callers take
+// [Manager.Current] once per request, so a request in flight finishes on
+// the revision it started with.
+//
+// [RunTests] and [RunTestsWithCoverage] run the Rego unit tests (test_*
+// rules) of a policy directory, for `chartguard policy test`;
+// [Engine.Explain] reports the rules that held for one decision, for
+// `chartguard policy eval --explain`.
 //
 // # Trust boundary
 //
@@ -42,7 +67,11 @@
 //
 // # Out of scope
 //
-// Serving HTTP (this package never imports net/http), bundle download,
-// relationship lookups (they reach the policy through Input.Relationship),
-// decision caching, and turning reasons into user-facing text (proxy does).
+// Serving HTTP (this package uses net/http only as the bundle download's
+// client, through opa/v1/download), the reload endpoint, SIGHUP, metrics and
+// audit events of reloads (proxy and cmd do), applying redactions (the
+// response filter does), relationship lookups (they reach the policy
+// through Input.Relationship), decision caching, OPA's discovery, status
+// and decision-log plugins, delta bundles, and turning reasons into
+// user-facing text (proxy does).
 package policy

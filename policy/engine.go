@@ -81,28 +81,38 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 	if cfg.EvalTimeout < 0 {
 		return nil, fmt.Errorf("policy: eval_timeout %s is negative", cfg.EvalTimeout)
 	}
-	ref, err := ast.ParseRef(cfg.Query)
-	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
-		return nil, fmt.Errorf("policy: query %q: %w: want a data reference such as %s", cfg.Query, ErrNoRule, DefaultQuery)
-	}
-
 	src, err := loadDir(cfg.Dir, false)
 	if err != nil {
 		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, err)
 	}
+	return build(ctx, cfg, src, "", cfg.Dir, logger)
+}
+
+// build compiles src and prepares cfg.Query (cfg has its defaults). The
+// revision is given for a bundle and computed from src when empty; where
+// names the source in errors.
+func build(ctx context.Context, cfg Config, src *source, revision, where string, logger *slog.Logger) (*Engine, error) {
+	ref, err := ast.ParseRef(cfg.Query)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+		return nil, fmt.Errorf("policy: query %q: %w: want a data reference such as %s", cfg.Query, ErrNoRule, DefaultQuery)
+	}
 	if len(src.modules) == 0 {
-		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, ErrNoModules)
+		return nil, fmt.Errorf("policy: load %s: %w", where, ErrNoModules)
 	}
 	compiler, err := src.compiler()
 	if err != nil {
-		return nil, fmt.Errorf("policy: compile %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("policy: compile %s: %w", where, err)
 	}
 	if len(compiler.GetRules(ref)) == 0 {
-		return nil, fmt.Errorf("policy: %s: query %s: %w", cfg.Dir, cfg.Query, ErrNoRule)
+		return nil, fmt.Errorf("policy: %s: query %s: %w", where, cfg.Query, ErrNoRule)
 	}
-	revision, err := src.revision()
-	if err != nil {
-		return nil, fmt.Errorf("policy: %s: %w", cfg.Dir, err)
+	if err := checkStaticRedactPaths(src.modules, src.data); err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", where, err)
+	}
+	if revision == "" {
+		if revision, err = src.revision(); err != nil {
+			return nil, fmt.Errorf("policy: %s: %w", where, err)
+		}
 	}
 
 	query, err := rego.New(
@@ -121,7 +131,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 		return nil, fmt.Errorf("policy: prepare %s: %w", cfg.Query, err)
 	}
 	if err := checkLoadErrors(ctx, compiler, src.store(), ref); err != nil {
-		return nil, fmt.Errorf("policy: %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("policy: %s: %w", where, err)
 	}
 
 	logger.Info("policy loaded", "revision", revision, "modules", len(src.modules))
@@ -143,9 +153,17 @@ func (e *Engine) Revision() string { return e.revision }
 // The policy's clock (time.now_ns) is in.Request.Time when set, so the
 // request and response phases of one request see the same time.
 func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.Decision, error) {
+	return e.decide(ctx, in, nil)
+}
+
+// decide is Decide, with a tracer when explaining.
+func (e *Engine) decide(ctx context.Context, in *chartguard.Input, tracer topdown.QueryTracer) (chartguard.Decision, error) {
 	id := newID()
 	if in == nil {
 		return e.deny(id, ReasonInput, fmt.Errorf("%w: nil input", ErrInput))
+	}
+	if err := checkInputSize(in); err != nil {
+		return e.deny(id, ReasonInput, fmt.Errorf("%w: %w", ErrInput, err))
 	}
 	input, err := e.enc.input(in)
 	if err != nil {
@@ -162,13 +180,16 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, stopper.Cancel.Cancel)()
 	}
-	opts := make([]rego.EvalOption, 4, 5)
+	opts := make([]rego.EvalOption, 4, 6)
 	opts[0] = rego.EvalParsedInput(input)
 	opts[1] = rego.EvalExternalCancel(stopper.Cancel)
 	opts[2] = rego.EvalBaseCache(noBaseCache{})
 	opts[3] = rego.EvalMetrics(metrics.NoOp())
 	if !in.Request.Time.IsZero() {
 		opts = append(opts, rego.EvalTime(in.Request.Time))
+	}
+	if tracer != nil {
+		opts = append(opts, rego.EvalQueryTracer(tracer))
 	}
 	start := time.Now()
 	rs, err := e.query.Eval(ctx, opts...)
@@ -191,6 +212,9 @@ func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.D
 		return e.deny(id, ReasonUndefined, err)
 	case err != nil:
 		return e.deny(id, ReasonMalformed, err)
+	}
+	if err := checkRedactPaths(d.Obligations.Redact); err != nil {
+		return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
 	}
 	d.ID, d.Revision = id, e.revision
 	return d, nil

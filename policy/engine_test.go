@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,23 @@ func TestDecideFailsClosed(t *testing.T) {
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "obligations.max_count"},
 		{name: "decision not an object", policy: `decision := true`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "decision is boolean"},
+		{name: "decision is a string", policy: `decision := "allow"`,
+			wantErr: ErrShape, reason: ReasonMalformed, errText: "decision is string"},
+		{name: "huge input: 100k query parameters", policy: `decision := {"allow": true}`,
+			in: func() *chartguard.Input {
+				in := physicianRead()
+				in.Request.Query = make(map[string][]string, 100_000)
+				for i := range 100_000 {
+					in.Request.Query["p"+strconv.Itoa(i)] = []string{"x"}
+				}
+				return &in
+			}(), wantErr: ErrInput, reason: ReasonInput, errText: "input too large"},
+		{name: "huge input: one long string", policy: `decision := {"allow": true}`,
+			in: func() *chartguard.Input {
+				in := physicianRead()
+				in.Request.Path = strings.Repeat("a", 2<<20)
+				return &in
+			}(), wantErr: ErrInput, reason: ReasonInput, errText: "input too large"},
 		{name: "division by zero", policy: `decision := {"allow": 10 / input.usage.distinct_patients_window > 1}`,
 			in: &chartguard.Input{}, wantErr: ErrEval, reason: ReasonError, errText: "eval_builtin_error at p.rego:3"},
 		{name: "conflicting outputs", policy: "decision := {\"allow\": true} if input.user.sub != \"\"\n\ndecision := {\"allow\": false} if input.user.sub != \"\"",
@@ -398,12 +416,21 @@ func TestRevision(t *testing.T) {
 func TestConfigSetDefaults(t *testing.T) {
 	var c Config
 	c.SetDefaults()
-	assert.Equal(t, Config{Dir: "configs/policy", Query: "data.chartguard.decision", EvalTimeout: 50 * time.Millisecond}, c)
+	assert.Equal(t, "configs/policy", c.Dir)
+	assert.Equal(t, "data.chartguard.decision", c.Query)
+	assert.Equal(t, 50*time.Millisecond, c.EvalTimeout)
+	assert.Equal(t, BundleConfig{Poll: BundlePollConfig{Min: 30 * time.Second, Max: 120 * time.Second}}, c.Bundle,
+		"no bundle by default; poll 30s..120s")
+	require.NoError(t, c.Bundle.Validate())
 
-	set := Config{Dir: "d", Query: "data.x.y", EvalTimeout: time.Second}
+	set := Config{Dir: "d", Query: "data.x.y", EvalTimeout: time.Second,
+		Bundle: BundleConfig{URL: "https://b.example/x.tar.gz", Poll: BundlePollConfig{Min: 5 * time.Second, Max: 9 * time.Second}}}
 	c = set
 	c.SetDefaults()
-	assert.Equal(t, set, c, "set fields are kept")
+	assert.Equal(t, set.Dir, c.Dir, "set fields are kept")
+	assert.Equal(t, set.Query, c.Query)
+	assert.Equal(t, set.EvalTimeout, c.EvalTimeout)
+	assert.Equal(t, set.Bundle, c.Bundle)
 }
 
 // TestLateDecisionDenies: a decision that finishes after its deadline is a

@@ -189,6 +189,8 @@ func TestDefaultPolicyReadsFewFields(t *testing.T) {
 		"user.sub", "user.roles", "user.patient_links", "user.fhir_user",
 		"resource.kind", "resource.phase", "resource.interaction", "resource.action", "resource.type",
 		"resource.operation", "resource.patient_status", "resource.patients", "resource.labels",
-		"relationship",
+		"relationship", "user.department", "token.kind", "token.scopes", "token.launch_patient",
+		"token.purpose_of_use", "session.mfa", "session.mfa_age_s", "session.break_glass",
+		"request.time", "usage.distinct_patients_window",
 	}, paths(e.enc.use))
 }

@@ -192,3 +192,15 @@ func capabilities() *ast.Capabilities {
 	caps.Builtins = kept
 	return caps
 }
+
+// withoutTests returns src less its *_test.rego modules: what a decision
+// compiles. The data is shared.
+func (src *source) withoutTests() *source {
+	out := &source{modules: map[string]*ast.Module{}, raw: map[string][]byte{}, data: src.data}
+	for name, m := range src.modules {
+		if !strings.HasSuffix(name, "_test.rego") {
+			out.modules[name], out.raw[name] = m, src.raw[name]
+		}
+	}
+	return out
+}

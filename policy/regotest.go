@@ -3,11 +3,14 @@ package policy
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
 
@@ -51,14 +54,65 @@ func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: load %s: %w", dir, err)
 	}
+	return runTests(ctx, src, dir, nil)
+}
+
+// Coverage is the share of the policy's lines (test modules excluded)
+// that its tests evaluated.
+type Coverage struct {
+	Percent      float64
+	CoveredLines int
+	TotalLines   int
+	Files        map[string]float64 // percent by file
+}
+
+// RunTestsWithCoverage is [RunTests] that also measures coverage (OPA's
+// cover tracer), for `chartguard policy test`.
+func RunTestsWithCoverage(ctx context.Context, dir string) ([]TestResult, Coverage, error) {
+	src, err := loadDir(dir, true)
+	if err != nil {
+		return nil, Coverage{}, fmt.Errorf("policy: load %s: %w", dir, err)
+	}
+	cov := cover.New()
+	results, err := runTests(ctx, src, dir, cov)
+	if err != nil {
+		return results, Coverage{}, err
+	}
+	// OPA reports the lines of test modules the tests ran too; only the
+	// policy's own lines count.
+	policyModules := src.withoutTests().modules
+	rep := cov.Report(policyModules)
+	c := Coverage{Files: map[string]float64{}}
+	for name, f := range rep.Files {
+		if _, ok := policyModules[name]; !ok {
+			continue
+		}
+		c.Files[name] = f.Coverage
+		c.CoveredLines += f.CoveredLines
+		c.TotalLines += f.CoveredLines + f.NotCoveredLines
+	}
+	if c.TotalLines > 0 {
+		c.Percent = 100 * float64(c.CoveredLines) / float64(c.TotalLines)
+	}
+	return results, c, nil
+}
+
+// runTests runs the test_* rules of src (which holds the test modules);
+// where names the source in errors.
+func runTests(ctx context.Context, src *source, where string, cov *cover.Cover) ([]TestResult, error) {
 	if len(src.modules) == 0 {
-		return nil, fmt.Errorf("policy: load %s: %w", dir, ErrNoModules)
+		return nil, fmt.Errorf("policy: load %s: %w", where, ErrNoModules)
 	}
 	compiler := ast.NewCompiler().
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithCapabilities(capabilities()).
 		WithEnablePrintStatements(true)
-	ch, err := tester.NewRunner().
+	runner := tester.NewRunner()
+	if cov != nil {
+		runner = runner.SetCoverageQueryTracer(cov)
+	}
+	ch, err := runner.
+		SetTimeout(testCaseTimeout).
 		SetDefaultRegoVersion(ast.RegoV1).
 		SetCompiler(compiler).
 		SetStore(src.store()).
@@ -67,7 +121,7 @@ func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 		CapturePrintOutput(true).
 		RunTests(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("policy: compile %s: %w", dir, err)
+		return nil, fmt.Errorf("policy: compile %s: %w", where, err)
 	}
 
 	var results []TestResult
@@ -75,12 +129,40 @@ func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 		results = append(results, testResult(r))
 	}
 	if err := ctx.Err(); err != nil {
-		return results, fmt.Errorf("policy: test %s: %w", dir, err)
+		return results, fmt.Errorf("policy: test %s: %w", where, err)
 	}
 	slices.SortFunc(results, func(a, b TestResult) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Name, b.Name))
 	})
 	return results, nil
+}
+
+// testCaseTimeout bounds one Rego test. OPA's default (5s) is short for
+// exhaustive table tests on a loaded machine, and a test that times out
+// refuses a reload. The whole run is bounded by the caller's context
+// (loadTimeout for a reload).
+const testCaseTimeout = 30 * time.Second
+
+// ErrTestsFailed: a policy's own Rego tests failed, so [Load] refuses it.
+var ErrTestsFailed = errors.New("policy tests failed")
+
+// failedTests returns an error wrapping ErrTestsFailed that lists the
+// tests that failed or errored (at most maxLoadErrors), or nil.
+func failedTests(results []TestResult) error {
+	var failed []string
+	for _, r := range results {
+		if r.Outcome == TestFail || r.Outcome == TestError {
+			failed = append(failed, fmt.Sprintf("%s:%d: %s: %s", r.File, r.Line, r.Name, r.Outcome))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	n := len(failed)
+	if n > maxLoadErrors {
+		failed = append(failed[:maxLoadErrors], fmt.Sprintf("and %d more", n-maxLoadErrors))
+	}
+	return fmt.Errorf("%w (%d of %d): %s", ErrTestsFailed, n, len(results), strings.Join(failed, "; "))
 }
 
 func testResult(r *tester.Result) TestResult {

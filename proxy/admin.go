@@ -27,6 +27,8 @@ func (p *Proxy) AdminHandler() http.Handler {
 	} else {
 		mux.Handle("GET /metrics", p.adminAuth(metrics))
 	}
+	mux.Handle("POST /admin/policy/reload", p.adminAuth(http.HandlerFunc(p.reloadPolicy)))
+	p.registerAuditQueries(mux) // /admin/audit/*, each behind p.adminAuth
 	mux.Handle("/", p.adminAuth(http.NotFoundHandler()))
 	return mux
 }
@@ -35,11 +37,18 @@ func (p *Proxy) AdminHandler() http.Handler {
 // compiled, or the audit log not writable. A load balancer drains it.
 func (p *Proxy) readyz(w http.ResponseWriter, r *http.Request) {
 	var failed []string
-	if p.policy == nil || p.policy.Revision() == "" {
+	if pol := p.currentPolicy(); pol == nil || pol.Revision() == "" {
 		failed = append(failed, "policy")
 	}
 	if err := p.audit.Ready(); err != nil {
 		failed = append(failed, "audit")
+	}
+	// Below audit.min_free the replica drains before the disk fills and
+	// every patient request fails closed.
+	if d, ok := p.audit.(interface{ DiskReady() error }); ok {
+		if err := d.DiskReady(); err != nil {
+			failed = append(failed, "audit disk space")
+		}
 	}
 	if len(failed) > 0 {
 		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("not ready: %s\n", strings.Join(failed, ", ")))

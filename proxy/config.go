@@ -143,11 +143,6 @@ var notYet = map[string]string{
 	"alerts": "alerting", "compliance": "compliance reports",
 	"oidc.trust_idp_mfa":    "TOTP MFA",
 	"oidc.refresh_interval": "session refresh", "oidc.refresh_grace": "session refresh",
-	"policy.relationships": "live care relationships", "policy.bundle": "policy bundles",
-	"audit.index_dir": "audit queries", "audit.signing_key_file": "signed checkpoints",
-	"audit.checkpoint_every": "signed checkpoints", "audit.checkpoint_interval": "signed checkpoints",
-	"audit.retention": "audit retention", "audit.segment.max_age": "audit retention",
-	"audit.min_free": "audit disk checks",
 }
 
 // defaults returns a Config holding every default, before the file is read.
@@ -264,10 +259,19 @@ func (c *Config) validate() error {
 		add(errors.New("audit.aggregate_interval: must be positive, e.g. 10s"))
 	}
 	add(c.OIDC.Validate())
+	// Checkpoints name the log "<public_url host>/audit/<node>". A loopback
+	// demo (insecure_dev) may run without a signing key: the audit package
+	// then signs with a throwaway key and says so loudly.
+	if c.publicURL != nil {
+		c.Audit.Origin = c.publicURL.Host + "/audit/" + c.NodeID
+	}
+	c.Audit.EphemeralKey = c.Session.InsecureDev
 	add(c.Audit.Config.Validate())
 	if c.Policy.Dir == "" {
 		add(errors.New("policy.dir: required (e.g. configs/policy)"))
 	}
+	add(c.Policy.Relationships.Validate())
+	add(c.Policy.Bundle.Validate())
 	add(c.validateSSO())
 	return errors.Join(errs...)
 }

@@ -20,7 +20,7 @@ const minimalYAML = `
 public_url: "https://emr.example.org"
 upstream: {url: "http://127.0.0.1:8081"}
 oidc: {issuer: "https://idp.example.org", client_id: chartguard}
-audit: {dir: /var/lib/chartguard/audit}
+audit: {dir: /var/lib/chartguard/audit, signing_key_file: /etc/chartguard/audit.key}
 admin: {listen: ""}
 `
 
@@ -63,8 +63,8 @@ trusted_proxies: [10.0.0.0/8, 192.168.1.1]
 	assert.InDelta(t, 0.5, cfg.Limits.UnauthenticatedRPS, 1e-9)
 	assert.Equal(t, "1.3", cfg.TLS.MinVersion)
 	assert.Len(t, cfg.trustedProxies, 2)
-	cfg, err = ParseConfig([]byte(strings.Replace(minimalYAML, "audit: {dir: /var/lib/chartguard/audit}",
-		"audit: {dir: /x, durable: false, fail_closed: false}", 1)), noEnv)
+	cfg, err = ParseConfig([]byte(strings.Replace(minimalYAML, "audit: {dir: /var/lib/chartguard/audit,",
+		"audit: {dir: /x, durable: false, fail_closed: false,", 1)), noEnv)
 	require.NoError(t, err)
 	assert.False(t, cfg.Audit.Durable)
 	assert.False(t, cfg.Audit.FailClosed)
@@ -85,7 +85,7 @@ func TestConfigErrorsNameKeyAndFix(t *testing.T) {
 		{"bad CIDR", minimalYAML + "trusted_proxies: [everyone]\n", []string{"trusted_proxies[0]", "not a CIDR"}},
 		{"not supported yet", minimalYAML + "session: {max_sessions: 3}\n", []string{"session.max_sessions: line 7: not supported yet (concurrent-session limits)"}},
 		{"redis store not yet", minimalYAML + "session: {store: redis}\n", []string{"session.store", "not supported yet"}},
-		{"not supported yet nested", minimalYAML + "policy: {bundle: {url: x}}\n", []string{"policy.bundle", "not supported yet"}},
+		{"bundle url not a URL", minimalYAML + "policy: {bundle: {url: x}}\n", []string{"policy.bundle.url", "absolute http(s) URL"}},
 		{"client_credentials incomplete", withUpstream("upstream: {url: 'http://x', auth: {mode: client_credentials}}"), []string{"upstream.auth.token_url: required", "upstream.auth.client_id: required", "upstream.auth.client_secret_file: required"}},
 		{"old TLS", minimalYAML + "tls: {min_version: '1.1'}\n", []string{"tls.min_version", `use "1.2" or "1.3"`}},
 		{"half TLS", minimalYAML + "tls: {cert_file: /c.pem}\n", []string{"tls.cert_file and tls.key_file: set both or neither"}},

@@ -145,6 +145,7 @@ func newHarness(t testing.TB, pol decideFunc, mutate func(*Config), upstream htt
 	cfg := defaults()
 	cfg.PublicURL, cfg.Upstream.URL = "https://emr.example.org", h.upstream.URL
 	cfg.Audit.Dir = t.TempDir()
+	cfg.Audit.SigningKeyFile = "unused.key" // h.audit is a fake: never read
 	cfg.Admin.Listen = ""
 	cfg.OIDC.Issuer = "https://idp.example.org"
 	cfg.OIDC.ClientID = "chartguard"

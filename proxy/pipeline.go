@@ -101,6 +101,7 @@ type exchange struct {
 	resource   *chartguard.Resource
 	principal  *chartguard.Principal
 	decision   *chartguard.Decision
+	policy     decider // the engine of all its decisions, taken at the first: a reload does not change it
 	committed  bool
 	action     string // the audit action when not the resource's (login, logout)
 	assertion  string // the identity assertion for the upstream, if signed
@@ -118,6 +119,10 @@ type exchange struct {
 	withheld       []string // patients of the resources the response check withheld
 	counted        bool     // p.uncommitted no longer counts this request
 	status         int      // as committed
+
+	// rels are the care relationships resolved for this request
+	// (relationships.go); nil until the first lookup.
+	rels *relState
 }
 
 type exchangeKey struct{}
@@ -228,17 +233,26 @@ func (p *Proxy) input(x *exchange) chartguard.Input {
 	}
 }
 
-// decide evaluates the policy; an evaluation error denies (fail closed), is
-// logged and counted.
+// decide evaluates the policy, with the care relationships of the
+// resource's patients when they come from the EMR; an evaluation error or
+// a relationship that cannot be checked denies (fail closed), is logged
+// and counted.
 func (p *Proxy) decide(ctx context.Context, x *exchange, in *chartguard.Input) chartguard.Decision {
+	if x.policy == nil {
+		x.policy = p.currentPolicy() // once per request: a reload does not change it
+	}
+	if dec, ok := p.relate(ctx, x, in); !ok {
+		return dec // a relationship could not be checked: denied without the policy
+	}
 	start := time.Now()
-	dec, err := p.policy.Decide(ctx, in)
+	dec, err := x.policy.Decide(ctx, in)
 	p.metrics.policyDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.metrics.policyErrors.Inc()
 		p.log.Warn("policy evaluation failed; denying", "request_id", x.requestID, "phase", in.Resource.Phase, "error", err)
 		dec.Allow = false
 	}
+	p.polMetrics.decided(dec, err)
 	return dec
 }
 

@@ -31,13 +31,16 @@ type Proxy struct {
 	clock      func() time.Time
 	classifier classifier
 	authn      authn.Authenticator
-	policy     decider
+	policy     decider                        // the fixed policy of tests; nil when policies is set
+	policies   atomic.Pointer[policy.Manager] // the reloadable policy; see currentPolicy
 	audit      auditLog
 	rp         *httputil.ReverseProxy
 	upstream   *http.Client    // ChartGuard's own requests to the EMR, as its service identity
 	sso        *sso            // browser sign-in; nil unless oidc.client_secret_file is set
 	asserter   *authn.Asserter // identity assertion to the EMR; nil unless assertion.signing_key_file is set
+	rels       *relationships  // care relationships from the EMR; nil unless policy.relationships.source is fhir
 	metrics    *metrics
+	polMetrics *policyMetrics
 	limiter    *unauthLimiter
 	registry   *prometheus.Registry
 	// uncommitted counts requests in the pipeline whose audit Commit has
@@ -47,6 +50,14 @@ type Proxy struct {
 	stopAggregator context.CancelFunc
 	aggregatorDone chan struct{}
 	closeOnce      sync.Once
+}
+
+// currentPolicy is the engine to use for a new request.
+func (p *Proxy) currentPolicy() decider {
+	if m := p.policies.Load(); m != nil {
+		return m.Current()
+	}
+	return p.policy
 }
 
 // decider is what the pipeline needs of the policy engine.
@@ -68,7 +79,17 @@ type auditLog interface {
 // anything that would make the proxy run degraded.
 func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	reg := prometheus.NewRegistry()
-	engine, err := policy.New(ctx, cfg.Policy, logger.With("component", "policy"))
+	// Reloads report to the proxy once it exists; the first load is
+	// recorded below.
+	var reloaded atomic.Pointer[Proxy]
+	var first policy.Reload
+	mgr, err := policy.NewManager(ctx, cfg.Policy, logger.With("component", "policy"), func(rctx context.Context, r policy.Reload) {
+		if p := reloaded.Load(); p != nil {
+			p.policyReloaded(rctx, r)
+		} else {
+			first = r
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -84,12 +105,15 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Proxy, error) 
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	p, err := assemble(ctx, cfg, logger, reg, bearer, engine, alog)
+	p, err := assemble(ctx, cfg, logger, reg, bearer, nil, alog)
 	if err != nil {
 		_ = alog.Close()
 		return nil, err
 	}
 	p.uncommitted = uncommitted
+	p.policies.Store(mgr)
+	p.polMetrics.reloaded(first)
+	reloaded.Store(p)
 	return p, nil
 }
 
@@ -98,9 +122,12 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, reg *promet
 	an authn.Authenticator, pol decider, alog auditLog) (*Proxy, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p := &Proxy{cfg: cfg, log: logger, clock: time.Now, registry: reg, authn: an, policy: pol, audit: alog,
-		metrics: newMetrics(reg), limiter: newUnauthLimiter(cfg.Limits.UnauthenticatedRPS), uncommitted: new(atomic.Int64)}
+		metrics: newMetrics(reg), polMetrics: newPolicyMetrics(reg), limiter: newUnauthLimiter(cfg.Limits.UnauthenticatedRPS), uncommitted: new(atomic.Int64)}
 	if cfg.Audit.Now != nil {
 		p.clock = cfg.Audit.Now
+	}
+	if pol != nil {
+		p.polMetrics.revision(pol.Revision())
 	}
 	p.classifier = classifier{fhirBase: cfg.Upstream.FHIRBase}
 	for _, u := range []string{cfg.publicURL.String(), cfg.upstreamURL.String()} {
@@ -121,6 +148,10 @@ func assemble(ctx context.Context, cfg *Config, logger *slog.Logger, reg *promet
 	// the forwarder's transport: same TLS, pool and service identity.
 	p.upstream = &http.Client{Transport: p.rp.Transport, Timeout: cfg.Upstream.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if cfg.Policy.Relationships.Source == policy.RelationshipsFHIR {
+		p.rels = newRelationships(cfg.Policy.Relationships, p.upstream, cfg.upstreamURL.String()+cfg.Upstream.FHIRBase,
+			p.classifier.bases, p.now, logger.With("component", "relationships"), reg)
+	}
 	if cfg.ssoEnabled() {
 		if p.sso, err = newSSO(cfg, logger, reg); err != nil {
 			return nil, fmt.Errorf("browser sign-in: %w", err)
@@ -179,6 +210,15 @@ func (p *Proxy) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	}
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
+	if m := p.policies.Load(); m != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go func() {
+			if err := m.Run(wctx); err != nil {
+				p.log.Error("policy reloads on change are off", "error", err)
+			}
+		}()
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	if adminLn != nil {
 		admin := &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
@@ -215,7 +255,7 @@ func (p *Proxy) ListenAndServe(ctx context.Context) error {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
 	}
-	p.log.Info("serving", "listen", ln.Addr().String(), "tls", p.cfg.TLS.CertFile != "", "policy_revision", p.policy.Revision())
+	p.log.Info("serving", "listen", ln.Addr().String(), "tls", p.cfg.TLS.CertFile != "", "policy_revision", p.currentPolicy().Revision())
 	return p.Serve(ctx, ln, adminLn)
 }
 
@@ -231,12 +271,23 @@ func tlsVersion(v string) uint16 {
 // transport. `chartguard config check` uses it.
 func Check(ctx context.Context, cfg *Config) error {
 	discard := slog.New(slog.DiscardHandler)
-	if _, err := policy.New(ctx, cfg.Policy, discard); err != nil {
+	// A bundle is only fetched by serve; here its settings and key are
+	// checked.
+	if cfg.Policy.Bundle.URL != "" {
+		if err := policy.CheckBundle(cfg.Policy.Bundle); err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+	} else if _, err := policy.Load(ctx, cfg.Policy, discard); err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
 	if cfg.TLS.CertFile != "" {
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return fmt.Errorf("tls.cert_file/key_file: %w", err)
+		}
+	}
+	if cfg.Audit.SigningKeyFile != "" {
+		if _, err := audit.LoadSignerFile(cfg.Audit.SigningKeyFile); err != nil {
+			return err
 		}
 	}
 	_, err := upstreamTransport(cfg)

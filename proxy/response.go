@@ -102,6 +102,7 @@ func (p *Proxy) checkResponse(ctx context.Context, resp *http.Response, x *excha
 	decide := p.responseDecider(ctx, x)
 	opts := fhirscan.Options{Bases: p.classifier.bases, Rewrite: p.publicFHIRURL,
 		KeepPositions: x.batch != nil} // a batch-response's entries answer the request's, in order
+	p.prefetchRelationships(ctx, x, body, opts)
 	res, err := fhirscan.Filter(body, opts, decide)
 	p.metrics.entriesWithheld.Add(float64(res.Denied))
 	switch {

@@ -65,6 +65,7 @@ func BenchmarkResponseCheck(b *testing.B) {
 	cfg := defaults()
 	cfg.PublicURL, cfg.Upstream.URL = "https://emr.example.org", "http://127.0.0.1:8081"
 	cfg.Audit.Dir, cfg.Admin.Listen = b.TempDir(), ""
+	cfg.Audit.SigningKeyFile = "unused.key" // memAudit: never read
 	cfg.OIDC.Issuer, cfg.OIDC.ClientID = "https://idp.example.org", "chartguard"
 	require.NoError(b, cfg.validate())
 	p, err := assemble(ctx, &cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), authFunc{}, engine, &memAudit{})

@@ -405,6 +405,7 @@ func TestSSOConfig(t *testing.T) {
 	cfg := defaults()
 	cfg.PublicURL, cfg.Upstream.URL = "http://emr.example.org", "http://127.0.0.1:8081"
 	cfg.Audit.Dir, cfg.Admin.Listen = t.TempDir(), ""
+	cfg.Audit.SigningKeyFile = "unused.key" // validate only
 	cfg.OIDC.Issuer, cfg.OIDC.ClientID = "https://idp.example.org", "chartguard"
 	cfg.OIDC.ClientSecretFile = t.TempDir() + "/missing"
 	err := cfg.validate()

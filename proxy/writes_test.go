@@ -225,6 +225,7 @@ func TestClientCredentialsConfig(t *testing.T) {
 			cfg := defaults()
 			cfg.PublicURL, cfg.Upstream.URL = "https://emr.example.org", "http://127.0.0.1:8081"
 			cfg.Audit.Dir, cfg.Admin.Listen = t.TempDir(), ""
+			cfg.Audit.SigningKeyFile = "unused.key" // validate only
 			cfg.OIDC.Issuer, cfg.OIDC.ClientID = "https://idp.example.org", "chartguard"
 			cfg.Upstream.Auth, cfg.Upstream.PassAuthorization = tt.auth, tt.pass
 			err := cfg.validate()

@@ -66,7 +66,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(stderr), newConfig(stdout), newVersion(stdout))
+	root.AddCommand(newServe(stderr), newConfig(stdout), newVersion(stdout), newAudit(stdout, stderr), newPolicy(stdout))
 	return root
 }
 
@@ -77,6 +77,11 @@ func newServe(stderr io.Writer) *cobra.Command {
 		Short: "Run the proxy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP reloads the policy. Caught from the start, so one
+			// that arrives while starting does not kill the process.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := proxy.LoadConfig(file)
 			if err != nil {
 				return usageErr(err)
@@ -89,6 +94,16 @@ func newServe(stderr io.Writer) *cobra.Command {
 				return usageErr(err)
 			}
 			defer p.Close()
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						p.ReloadPolicy(ctx) // logged, counted and audited by proxy
+					}
+				}
+			}()
 			if err := p.ListenAndServe(ctx); err != nil {
 				return runtimeErr(err)
 			}

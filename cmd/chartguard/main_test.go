@@ -21,6 +21,7 @@ func setupDirs(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "admin-token"), []byte("0123456789abcdef0123\n"), 0o600))
+	writeAuditKey(t, dir)
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "badpolicy"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "badpolicy", "p.rego"),
 		[]byte("package chartguard\n\ndecision := {\"allow\": true\n"), 0o600))

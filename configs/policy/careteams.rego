@@ -1,13 +1,23 @@
-# Care teams: the roles in data.chartguard_data.care_team_roles (physician
-# and nurse by default) see clinical data only of patients whose care team
-# the user is on.
+# Care relationships: the roles in data.chartguard_data.care_team_roles
+# (physician and nurse as shipped) see clinical data only of patients they
+# have a care relationship with. Without one the request is denied and,
+# for a role in break_glass_roles, break-the-glass is offered
+# (breakglass.rego); an active grant for the patient stands in for the
+# relationship.
 #
-# Care relationships come from two sources: static care teams in the data
-# (care_teams, keyed by user.fhir_user exactly as the token carries it,
-# then patient id; for tests and the demo, whose EMR they mirror:
-# examples/fhir-demo/careteams_test.go), and
-# input.relationship[patient].care_team, which ChartGuard fills from the
-# EMR. Either suffices.
+# A relationship is any of:
+#
+#   - a static care team in the data: care_teams, keyed by user.fhir_user
+#     exactly as the token carries it, then patient id (for tests and the
+#     demo, whose EMR they mirror: examples/fhir-demo/careteams_test.go);
+#   - what ChartGuard found in the EMR, input.relationship[patient]:
+#     care_team true, pcp true, an encounter at most encounter_window_days
+#     days ago (encounter_days_ago, a number), or the patient's current
+#     department equal to user.department (both non-empty).
+#
+# Roles outside care_team_roles (lab, pharmacist, registration, billing,
+# him, ...) work from orders and queues rather than panels and are not
+# subject to the rule; sensitivity (labels.rego) still binds them.
 package chartguard
 
 import data.chartguard_data as cfg
@@ -15,23 +25,18 @@ import input.resource
 import input.user
 
 # care_ok(role) holds unless role needs a care relationship and the user
-# does not have one with every patient of the resource.
-#
-# A role outside care_team_roles (lab, billing, him, ...) is not subject
-# to the rule, nor are non-clinical types (Practitioner, Organization,
-# ...). A user who also has such a role is granted through it: the rule
-# binds a user only when every role that grants the request is a care-team
-# role.
+# has neither one nor a break-the-glass grant with every patient of the
+# resource.
 #
 # Security: while the patients are pending (a FHIR request whose patients
 # only the response shows, patients.rego) the rule is left to the response
 # phase, which decides every resource on the patients it belongs to; the
 # rules that deny unnamed patients (denials.rego) cover writes and
-# operations. Everywhere else (routes, the response phase, input without
-# a phase) unknown patients fail the rule: the user cannot be shown to be
-# on their team. Threat: a clinician browsing charts of patients they do
-# not treat. Accepted risk: static care teams are as current as the data;
-# break-the-glass (a later issue) covers emergencies.
+# operations. Everywhere else unknown patients fail the rule: the user
+# cannot be shown to have a relationship with them. Threat: a clinician
+# browsing charts of patients they do not treat. Accepted risk: static
+# care teams are as current as the data, and relationships as current as
+# ChartGuard's relationship cache.
 #
 # The conditions are an else chain so that evaluation stops at the first
 # that holds (OPA evaluates every body of a function otherwise).
@@ -42,21 +47,39 @@ care_ok(role) if {
 } else if {
 	not cfg.clinical_types[resource.type]
 } else if {
-	on_care_team
+	names_patients
+	every p in resource.patients {
+		cared_for(role, p)
+	}
 } else if {
 	patients_pending
 }
 
-# on_care_team holds when the resource names its patients and the user is
-# on the care team of every one.
-on_care_team if {
-	names_patients
-	every p in resource.patients {
-		on_team(p)
-	}
+# cared_for(role, p) holds when the user has a care relationship with
+# patient p, or role holds an active break-the-glass grant for p.
+default cared_for(_, _) := false
+
+cared_for(role, p) if {
+	related(p)
+} else if {
+	break_glass_open(role, p)
 }
 
-# on_team(p) holds when the user is on patient p's care team.
-on_team(p) if cfg.care_teams[user.fhir_user][p]
-
-on_team(p) if input.relationship[p].care_team == true
+# related(p) holds when the user has a care relationship with patient p.
+related(p) if {
+	cfg.care_teams[user.fhir_user][p]
+} else if {
+	input.relationship[p].care_team == true
+} else if {
+	input.relationship[p].pcp == true
+} else if {
+	days := input.relationship[p].encounter_days_ago
+	is_number(days)
+	days >= 0
+	days <= cfg.encounter_window_days
+} else if {
+	dept := input.relationship[p].department
+	is_string(dept)
+	dept != ""
+	dept == user.department
+}

@@ -17,7 +17,7 @@ of(r, patients) := object.union(r, {"patients": patients, "patient_status": "kno
 test_static_care_team_allows if {
 	every phase in both_phases {
 		decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, read("Observation")))).allow
-		decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(search("Condition"), ["p1", "p8"])))).allow
+		decide(as_clinician(["physician"], "Practitioner/pr1", in_phase(phase, of(search("Condition"), ["p1", "p6"])))).allow
 		decide(as_clinician(["nurse"], "Practitioner/pr7", in_phase(phase, read("MedicationRequest")))).allow
 	}
 }
@@ -60,7 +60,12 @@ test_care_relationship_must_be_true if {
 	every rel in [
 		{"p2": {"care_team": false}},
 		{"p2": {"care_team": "true"}},
-		{"p2": {"pcp": true}},
+		{"p2": {"pcp": "yes"}},
+		{"p2": {"encounter_days_ago": 31}},
+		{"p2": {"encounter_days_ago": -1}},
+		{"p2": {"encounter_days_ago": "3"}},
+		{"p2": {"department": "cardio"}},
+		{"p2": {"department": ""}},
 		{"p3": {"care_team": true}},
 		{"p2": true},
 	] {
@@ -145,5 +150,34 @@ test_unknown_patients_wait_for_the_response_phase if {
 		d := decide(as_clinician(["physician"], "Practitioner/pr1", in_phase("response", r)))
 		d.allow == false
 		d.reasons == ["not on the patient's care team"]
+	}
+}
+
+test_pcp_encounter_and_department_are_relationships if {
+	every rel in [
+		{"p2": {"pcp": true}},
+		{"p2": {"encounter_days_ago": 0}},
+		{"p2": {"encounter_days_ago": 30}},
+		{"p2": {"department": "cardio"}},
+	] {
+		x := object.union(as_clinician(["physician"], "Practitioner/pr1", of(read("Observation"), ["p2"])), {"relationship": rel, "user": {"department": "cardio"}})
+		d := decide(x)
+		d.allow
+		d.obligations == {"redact": [], "block_export": true, "max_count": 0, "tags": []}
+	}
+
+	# The encounter window comes from the data.
+	y := object.union(as_clinician(["nurse"], "Practitioner/pr1", of(read("Observation"), ["p2"])), {"relationship": {"p2": {"encounter_days_ago": 8}}})
+	not decide(y).allow with data.chartguard_data.encounter_window_days as 7
+	decide(y).allow with data.chartguard_data.encounter_window_days as 8
+}
+
+test_no_relationship_offers_break_glass if {
+	every phase in both_phases {
+		d := decide(as_clinician(["nurse"], "Practitioner/pr1", in_phase(phase, of(read("Observation"), ["p2"]))))
+		d.allow == false
+		d.reasons == ["not on the patient's care team"]
+		d.break_glass == {"allowed": true, "reasons": ["BTG", "ETREAT"]}
+		d.require_mfa_within_s == 300
 	}
 }

@@ -8,7 +8,7 @@ test_decision_has_every_contract_key if {
 	object.keys(d) == {"allow", "reasons", "break_glass", "require_mfa_within_s", "obligations"}
 	d.break_glass == {"allowed": false, "reasons": []}
 	d.require_mfa_within_s == 0
-	d.obligations == {"redact": [], "block_export": false, "max_count": 0, "tags": []}
+	d.obligations == {"redact": ["Patient.identifier[system=http://hl7.org/fhir/sid/us-ssn]"], "block_export": true, "max_count": 1000, "tags": []}
 }
 
 test_allow_has_no_reasons if {

@@ -4,31 +4,47 @@
 # (policy.New), so these checks cost nothing per request.
 #
 # Security: the rules read the data with lookups (cfg.roles[role][action]
-# [type], cfg.self_only_roles[role], cfg.clinical_types[type],
-# cfg.care_team_roles[role], cfg.restricted_labels[label], ...). In another
-# shape, such as the lists of earlier versions, every lookup fails; for
-# self_only_roles, clinical_types, care_team_roles and the label sets a
-# failing lookup widens access (a self-only role is treated as an ordinary
-# one, a clinical type needs no patient in searches, a clinician needs no
-# care relationship, a label restricts nothing). Threat: an operator keeps
-# a data.json of an old shape. Choice: refuse to load it, naming what is
-# wrong. The care-team and label sets did not exist before, so they must be
+# [type], cfg.self_only_roles[role], cfg.vip_patients[p], ...). In another
+# shape, such as a list where an object belongs, every lookup fails; for
+# self_only_roles, clinical_types, care_team_roles, the label sets and the
+# VIP and employee lists a failing lookup widens access (a self-only role
+# is treated as an ordinary one, a clinician needs no care relationship, a
+# label or a VIP restricts nothing). Threat: an operator keeps a data.json
+# of an old shape, or types a list by hand. Choice: refuse to load it,
+# naming what is wrong. The sets whose absence would widen access must be
 # present (an empty object is a deliberate choice; a missing key is an old
-# file); other missing keys are allowed and keep their documented defaults.
+# file); other missing keys keep their documented defaults.
 package chartguard
 
 import data.chartguard_data as cfg
 
 # lookup_sets are the lists of names, each an object of true values.
-lookup_sets := ["clinical_types", "self_only_roles", "care_team_roles", "restricted_labels", "very_restricted_labels"]
+lookup_sets := [
+	"clinical_types", "self_only_roles", "care_team_roles",
+	"restricted_labels", "very_restricted_labels", "sensitive_labels",
+	"vip_patients", "employee_patients", "sensitivity_exempt_types",
+	"export_purposes", "redact_exempt_roles",
+]
+
+# required_sets widen access when missing.
+required_sets := [
+	"care_team_roles", "restricted_labels", "very_restricted_labels",
+	"sensitive_labels", "vip_patients", "employee_patients",
+]
+
+# counts are the settings that are whole numbers of at least 0 (days,
+# seconds, entries), and positive_counts those that must be above 0.
+counts := ["encounter_window_days", "break_glass_mfa_within_s", "export_mfa_within_s", "search_max_count"]
+
+positive_counts := ["max_distinct_patients"]
 
 load_errors contains sprintf("data.chartguard_data.%s is required", [key]) if {
-	some key in ["care_team_roles", "restricted_labels", "very_restricted_labels"]
+	some key in required_sets
 	not has_key(key)
 }
 
 load_errors contains sprintf("data.chartguard_data.%s must be an object", [key]) if {
-	some key in array.concat(lookup_sets, ["roles", "care_teams"])
+	some key in array.concat(lookup_sets, ["roles", "care_teams", "break_glass_roles"])
 	not is_object(object.get(settings, key, {}))
 }
 
@@ -40,33 +56,36 @@ load_errors contains sprintf("data.chartguard_data.%s.%s must be true", [key, na
 	value != true
 }
 
-# care_teams maps a fhir_user to an object of patient ids, each true.
-load_errors contains sprintf("data.chartguard_data.care_teams.%s must be an object", [member]) if {
-	some member, patients in care_teams_table
-	not is_object(patients)
+# care_teams maps a fhir_user to an object of patient ids, each true, and
+# break_glass_roles a role to an object of reason codes, each true.
+load_errors contains sprintf("data.chartguard_data.%s.%s must be an object", [key, member]) if {
+	some key in ["care_teams", "break_glass_roles"]
+	some member, names in table(key)
+	not is_object(names)
 }
 
-load_errors contains sprintf("data.chartguard_data.care_teams.%s.%s must be true", [member, patient]) if {
-	some member, patients in care_teams_table
-	is_object(patients)
-	some patient, value in patients
+load_errors contains sprintf("data.chartguard_data.%s.%s.%s must be true", [key, member, name]) if {
+	some key in ["care_teams", "break_glass_roles"]
+	some member, names in table(key)
+	is_object(names)
+	some name, value in names
 	value != true
 }
 
 load_errors contains sprintf("data.chartguard_data.roles.%s must be an object", [role]) if {
-	some role, perms in roles_table
+	some role, perms in table("roles")
 	not is_object(perms)
 }
 
 load_errors contains sprintf("data.chartguard_data.roles.%s.%s must be an object", [role, action]) if {
-	some role, perms in roles_table
+	some role, perms in table("roles")
 	is_object(perms)
 	some action, names in perms
 	not is_object(names)
 }
 
 load_errors contains sprintf("data.chartguard_data.roles.%s.%s.%s must be true", [role, action, name]) if {
-	some role, perms in roles_table
+	some role, perms in table("roles")
 	is_object(perms)
 	some action, names in perms
 	is_object(names)
@@ -74,17 +93,17 @@ load_errors contains sprintf("data.chartguard_data.roles.%s.%s.%s must be true",
 	value != true
 }
 
-# allow relies on the table listing known actions only.
+# allowed relies on the table listing known actions only.
 load_errors contains sprintf("data.chartguard_data.roles.%s.%s: unknown action", [role, action]) if {
-	some role, perms in roles_table
+	some role, perms in table("roles")
 	is_object(perms)
 	some action, _ in perms
-	not action in {"read", "vread", "search", "history", "create", "update", "patch", "delete", "operation"}
+	not action in known_actions
 }
 
 # "*" stands for every clinical type, which an operation name is not.
 load_errors contains sprintf("data.chartguard_data.roles.%s.operation may not list \"*\"", [role]) if {
-	some role, perms in roles_table
+	some role, perms in table("roles")
 	is_object(perms)
 	is_object(perms.operation)
 	"*" in object.keys(perms.operation)
@@ -94,10 +113,39 @@ load_errors contains "data.chartguard_data.search_requires_patient must be true 
 	not is_boolean(object.get(settings, "search_requires_patient", true))
 }
 
-roles_table := r if {
-	r := object.get(settings, "roles", {})
-	is_object(r)
-} else := {}
+load_errors contains sprintf("data.chartguard_data.%s must be a whole number of at least 0", [key]) if {
+	some key in counts
+	not is_count(object.get(settings, key, 0))
+}
+
+load_errors contains sprintf("data.chartguard_data.%s must be a whole number above 0", [key]) if {
+	some key in positive_counts
+	n := object.get(settings, key, 1)
+	not positive_count(n)
+}
+
+load_errors contains "data.chartguard_data.redact must be a list of strings" if {
+	paths := object.get(settings, "redact", [])
+	not strings_array(paths)
+}
+
+strings_array(x) if {
+	is_array(x)
+	every s in x {
+		is_string(s)
+	}
+}
+
+is_count(n) if {
+	is_number(n)
+	n >= 0
+	n == floor(n)
+}
+
+positive_count(n) if {
+	is_count(n)
+	n > 0
+}
 
 # settings is data.chartguard_data if it is an object, else empty.
 settings := cfg if is_object(cfg)
@@ -106,8 +154,9 @@ else := {}
 
 load_errors contains "data.chartguard_data must be an object" if not is_object(cfg)
 
-care_teams_table := t if {
-	t := object.get(settings, "care_teams", {})
+# table(key) is the object at key, or empty if it is not an object.
+table(key) := t if {
+	t := object.get(settings, key, {})
 	is_object(t)
 } else := {}
 

@@ -4,7 +4,10 @@ package chartguard_test
 import data.chartguard
 
 # required are the keys data.json must have, at their most permissive.
-required := {"care_team_roles": {}, "restricted_labels": {}, "very_restricted_labels": {}}
+required := {
+	"care_team_roles": {}, "restricted_labels": {}, "very_restricted_labels": {},
+	"sensitive_labels": {}, "vip_patients": {}, "employee_patients": {},
+}
 
 # errors_with(d) is the load errors of d with the required keys added.
 errors_with(d) := errs if {
@@ -26,6 +29,9 @@ test_care_team_and_label_sets_are_required if {
 		"data.chartguard_data.care_team_roles is required",
 		"data.chartguard_data.restricted_labels is required",
 		"data.chartguard_data.very_restricted_labels is required",
+		"data.chartguard_data.sensitive_labels is required",
+		"data.chartguard_data.vip_patients is required",
+		"data.chartguard_data.employee_patients is required",
 	}
 	old := chartguard.load_errors with data.chartguard_data as json.remove(data.chartguard_data, ["very_restricted_labels"])
 	old == {"data.chartguard_data.very_restricted_labels is required"}
@@ -100,4 +106,28 @@ test_wildcard_is_no_operation if {
 
 test_search_flag_must_be_boolean if {
 	errors_with({"search_requires_patient": "no"}) == {"data.chartguard_data.search_requires_patient must be true or false"}
+}
+
+test_new_settings_shapes if {
+	errors_with({"vip_patients": ["p7"]}) == {"data.chartguard_data.vip_patients must be an object"}
+	errors_with({"employee_patients": {"p8": "yes"}}) == {"data.chartguard_data.employee_patients.p8 must be true"}
+	errors_with({"break_glass_roles": {"nurse": ["BTG"]}}) == {"data.chartguard_data.break_glass_roles.nurse must be an object"}
+	errors_with({"break_glass_roles": {"nurse": {"BTG": 1}}}) == {"data.chartguard_data.break_glass_roles.nurse.BTG must be true"}
+	errors_with({"break_glass_roles": []}) == {"data.chartguard_data.break_glass_roles must be an object"}
+	errors_with({"redact": "Patient.identifier"}) == {"data.chartguard_data.redact must be a list of strings"}
+	errors_with({"redact": [1]}) == {"data.chartguard_data.redact must be a list of strings"}
+	count(errors_with({"redact": ["Patient.telecom"]})) == 0
+}
+
+test_numbers_must_be_whole if {
+	every key in ["encounter_window_days", "break_glass_mfa_within_s", "export_mfa_within_s", "search_max_count"] {
+		every bad in ["30", -1, 1.5, null] {
+			errors_with({key: bad}) == {sprintf("data.chartguard_data.%s must be a whole number of at least 0", [key])}
+		}
+		count(errors_with({key: 0})) == 0
+	}
+	every bad in [0, "10", 2.5] {
+		errors_with({"max_distinct_patients": bad}) == {"data.chartguard_data.max_distinct_patients must be a whole number above 0"}
+	}
+	count(errors_with({"max_distinct_patients": 50})) == 0
 }

@@ -100,13 +100,35 @@ some_resources := [
 ]
 
 # agrees(x) holds when the decision for input x allows exactly when a
-# grant applies and no denial does, and gives reasons exactly when it
-# denies.
-agrees(x) if {
-	d := chartguard.decision with input as x
-	expected := expected_allow with input as x
+# grant applies and no denial does, gives reasons exactly when it denies,
+# and carries the obligations an allow should.
+#
+# Inputs without a token, session or request get the session token, MFA
+# state and time of base, so that the tests vary what they name.
+agrees(input_part) if {
+	x := object.union({"token": base.token, "session": base.session, "request": base.request}, input_part)
+	consistent with input as x
+}
+
+# consistent is agrees for the current input, under one `with`, so that
+# the rules decision, granted and denials share are evaluated once.
+consistent if {
+	d := chartguard.decision
+	expected := expected_allow
 	d.allow == expected
 	count(d.reasons) == 0 == expected
+	same_obligations(d)
+}
+
+# same_obligations(d) holds when an allowed data request carries the
+# obligations and step-up that obligations.rego computes, whichever body
+# of decision allowed it (the fast ones restate them as constants).
+same_obligations(_) if not chartguard.allowed
+
+same_obligations(d) if {
+	chartguard.allowed
+	d.obligations == chartguard.obligations
+	d.require_mfa_within_s == chartguard.allow_mfa_within_s
 }
 
 expected_allow if {
@@ -116,26 +138,72 @@ expected_allow if {
 
 disagreements(inputs) := [x | some x in inputs; not agrees(x)]
 
-test_decision_agrees_on_resources if {
-	bad := disagreements([{"user": u, "resource": object.union_n([k, a, t, p, {"phase": "request"}])} |
-		some k in kinds
-		some a in actions
-		some t in types
-		some p in patient_sets
-		some u in [physician, patient]
-	])
+# The products below are split into tests of at most about 150 inputs, so
+# that each stays well inside the 5 s that `opa test` (and a policy load
+# that runs the tests) gives a test, on a busy machine and under -race.
+request_resources(u, acts) := [{"user": u, "resource": object.union_n([k, a, t, p, {"phase": "request"}])} |
+	some k in kinds
+	some a in acts
+	some t in types
+	some p in patient_sets
+]
+
+response_resources(u, acts) := [{"user": u, "resource": object.union_n([k, a, t, p, {"phase": "response"}])} |
+	some k in response_kinds
+	some a in acts
+	some t in response_types
+	some p in response_patient_sets
+]
+
+# first_actions and last_actions halve actions.
+first_actions := array.slice(actions, 0, 3)
+
+last_actions := array.slice(actions, 3, 6)
+
+test_decision_agrees_on_reads_for_a_physician if {
+	bad := disagreements(request_resources(physician, first_actions))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
 
-test_decision_agrees_on_response_resources if {
-	bad := disagreements([{"user": u, "resource": object.union_n([k, a, t, p, {"phase": "response"}])} |
-		some k in response_kinds
-		some a in actions
-		some t in response_types
-		some p in response_patient_sets
-		some u in [physician, patient]
-	])
+test_decision_agrees_on_writes_for_a_physician if {
+	bad := disagreements(request_resources(physician, last_actions))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_reads_for_a_patient if {
+	bad := disagreements(request_resources(patient, first_actions))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_writes_for_a_patient if {
+	bad := disagreements(request_resources(patient, last_actions))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_response_reads_for_a_physician if {
+	bad := disagreements(response_resources(physician, first_actions))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_response_writes_for_a_physician if {
+	bad := disagreements(response_resources(physician, last_actions))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_response_reads_for_a_patient if {
+	bad := disagreements(response_resources(patient, first_actions))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_response_writes_for_a_patient if {
+	bad := disagreements(response_resources(patient, last_actions))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
@@ -151,25 +219,47 @@ test_decision_agrees_on_odd_resources if {
 	bad == []
 }
 
+user_inputs(us) := [{"user": u, "resource": object.union(r, ph)} |
+	some u in us
+	some r in some_resources
+	some ph in [{"phase": "request"}, {"phase": "response"}, {}]
+]
+
 test_decision_agrees_on_users if {
-	bad := disagreements([{"user": u, "resource": object.union(r, ph)} |
-		some u in users
-		some r in some_resources
-		some ph in [{"phase": "request"}, {"phase": "response"}, {}]
-	])
+	bad := disagreements(user_inputs(array.slice(users, 0, 4)))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
 
-test_decision_agrees_on_other_data if {
-	inputs := [{"user": u, "resource": r} | some u in [users[0], users[1], users[2], users[4], users[6]]; some r in some_resources]
-	nurse_self_only := object.union(data.chartguard_data, {"self_only_roles": {"nurse": true}})
-	patient_rule := object.union(data.chartguard_data, {"search_requires_patient": true})
-	no_care_teams := object.union(data.chartguard_data, {"care_team_roles": {}, "care_teams": {}})
-	bad1 := disagreements(inputs) with data.chartguard_data as nurse_self_only
-	bad2 := disagreements(inputs) with data.chartguard_data as patient_rule
-	bad3 := disagreements(inputs) with data.chartguard_data as no_care_teams
-	bad := array.concat(array.concat(bad1, bad2), bad3)
+test_decision_agrees_on_more_users if {
+	bad := disagreements(user_inputs(array.slice(users, 4, 8)))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_odd_users if {
+	bad := disagreements(user_inputs(array.slice(users, 8, count(users))))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+other_data_inputs := [{"user": u, "resource": r} | some u in [users[0], users[1], users[2], users[4], users[6]]; some r in some_resources]
+
+test_decision_agrees_with_a_self_only_nurse if {
+	bad := disagreements(other_data_inputs) with data.chartguard_data.self_only_roles as {"nurse": true}
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_when_searches_must_name_patients if {
+	bad := disagreements(other_data_inputs) with data.chartguard_data.search_requires_patient as true
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_without_care_teams if {
+	bad := disagreements(other_data_inputs) with data.chartguard_data.care_team_roles as {}
+		with data.chartguard_data.care_teams as {}
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
@@ -183,51 +273,105 @@ askers := [
 	{"user": {"sub": "u1", "roles": ["lab"]}},
 	{"user": patient},
 	{"user": {"sub": "u1", "roles": ["him", "patient"], "patient_links": ["Patient/p9"]}},
+	{"user": {"sub": "u1", "roles": ["physician"], "fhir_user": "Practitioner/pr3"}, "session": {"mfa": true, "break_glass": [{"patient": "p9", "expires_at": "2026-11-25T12:00:00Z"}]}},
+	{"user": physician, "token": {"kind": "bearer", "scopes": ["user/Observation.rs"]}},
 ]
 
 label_sets := [{"labels": []}, {"labels": ["R"]}, {"labels": ["PSY", "V"]}, {"labels": null}]
 
-labelled_inputs(phase, action, interaction) := [object.union(who, {"resource": object.union_n([k, t, p, l])}) |
+# asker_groups split askers for the tests below.
+asker_groups := [array.slice(askers, 0, 3), array.slice(askers, 3, 6), array.slice(askers, 6, count(askers))]
+
+labelled_inputs_of(who_asks, phase, action, interaction) := [object.union(who, {"resource": object.union_n([k, t, p, l])}) |
 	k := {"kind": "fhir", "phase": phase, "action": action, "interaction": interaction}
-	some who in askers
+	some who in who_asks
 	some t in [{"type": "Observation"}, {"type": "Practitioner"}]
 	some p in [
 		{"patient_status": "known", "patients": ["p1"]},
 		{"patient_status": "known", "patients": ["p9"]},
 		{"patient_status": "known", "patients": ["p1", "p9"]},
+		{"patient_status": "known", "patients": ["p8"]},
 		{"patient_status": "unknown", "patients": []},
 		{"patient_status": "none", "patients": []},
 	]
 	some l in label_sets
 ]
 
-test_decision_agrees_on_labels_and_care_teams_in_read_requests if {
-	bad := disagreements(labelled_inputs("request", "read", "read"))
+test_decision_agrees_on_labels_and_care_teams_in_read_requests_1 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[0], "request", "read", "read"))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
 
-test_decision_agrees_on_labels_and_care_teams_in_search_requests if {
-	bad := disagreements(labelled_inputs("request", "search", "search-type"))
+test_decision_agrees_on_labels_and_care_teams_in_read_requests_2 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[1], "request", "read", "read"))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
 
-test_decision_agrees_on_labels_and_care_teams_in_read_responses if {
-	bad := disagreements(labelled_inputs("response", "read", "read"))
+test_decision_agrees_on_labels_and_care_teams_in_read_requests_3 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[2], "request", "read", "read"))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
 
-test_decision_agrees_on_labels_and_care_teams_in_search_responses if {
-	bad := disagreements(labelled_inputs("response", "search", "search-type"))
+test_decision_agrees_on_labels_and_care_teams_in_search_requests_1 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[0], "request", "search", "search-type"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_search_requests_2 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[1], "request", "search", "search-type"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_search_requests_3 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[2], "request", "search", "search-type"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_read_responses_1 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[0], "response", "read", "read"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_read_responses_2 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[1], "response", "read", "read"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_read_responses_3 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[2], "response", "read", "read"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_search_responses_1 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[0], "response", "search", "search-type"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_search_responses_2 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[1], "response", "search", "search-type"))
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels_and_care_teams_in_search_responses_3 if {
+	bad := disagreements(labelled_inputs_of(asker_groups[2], "response", "search", "search-type"))
 	print("inputs where decision disagrees:", bad)
 	bad == []
 }
 
 test_labelled_inputs_give_both_outcomes if {
-	inputs := labelled_inputs("response", "read", "read")
-	allowed := [x | some x in inputs; chartguard.decision.allow with input as x]
+	inputs := labelled_inputs_of(asker_groups[0], "response", "read", "read")
+	allowed := [x | some x in inputs; chartguard.decision.allow with input as object.union({"token": base.token}, x)]
 	count(allowed) > 10
 	count(inputs) - count(allowed) > 10
 }

@@ -1,8 +1,9 @@
-# Denials: each one overrides every grant.
+# Denials: request-wide reasons to refuse, whatever a role grants.
 #
 # denials is the set of reasons why the request must be denied whatever
-# grants it. It is computed only to explain a deny: allow (chartguard.rego)
-# restates its conditions in positive form.
+# grants it. It is computed only to explain a deny: allowed
+# (chartguard.rego) restates its conditions in positive form. None of
+# these can be lifted by break-the-glass.
 package chartguard
 
 import data.chartguard_data as cfg
@@ -26,9 +27,64 @@ denials contains "no role" if {
 	not has_role
 }
 
+# The actions of known_actions (grants.rego), written out: a literal set
+# costs nothing per request, a rule is evaluated.
 denials contains "unsupported action" if {
 	is_data_request
-	not resource.action in {"read", "vread", "search", "history", "create", "update", "patch", "delete", "operation"}
+	not resource.action in {"read", "vread", "search", "history", "create", "update", "patch", "delete", "operation", "export"}
+}
+
+denials contains "malformed resource labels" if malformed_labels
+
+denials contains sprintf("token scopes do not permit %s", [what]) if {
+	is_data_request
+	not scopes_ok
+}
+
+# Mass access: a user who has touched more distinct patients in the
+# recent window (input.usage.distinct_patients_window, counted by
+# ChartGuard) than data.chartguard_data.max_distinct_patients is refused
+# any further patient data until the window moves on. Without the setting
+# there is no limit.
+#
+# Security: catches scripted or curious browsing that each single request
+# would allow (a "patient list" walk). A count that is missing or not a
+# number denies while a limit is set. Accepted risk: the limit is per user
+# and per window as ChartGuard counts them, not per role or department.
+denials contains "too many distinct patients accessed in the recent window" if {
+	is_data_request
+	not within_mass_limit
+}
+
+default within_mass_limit := false
+
+within_mass_limit if {
+	not cfg.max_distinct_patients
+} else if {
+	is_number(input.usage.distinct_patients_window)
+	input.usage.distinct_patients_window <= cfg.max_distinct_patients
+}
+
+# Export ($export and its status polls): a role's grant is not enough.
+# The caller's second factor must be fresh (export_mfa_within_s), and the
+# purpose of use must allow it (obligations.rego, block_export).
+default export_ok := false
+
+export_ok if {
+	not resource.action == "export"
+} else if {
+	mfa_fresh(export_mfa_within_s)
+	not block_export
+}
+
+denials contains sprintf("export requires a second factor within the last %d seconds", [export_mfa_within_s]) if {
+	resource.action == "export"
+	not mfa_fresh(export_mfa_within_s)
+}
+
+denials contains "export is not permitted for this purpose of use" if {
+	resource.action == "export"
+	not purpose_allows_export
 }
 
 denials contains "search must name a patient" if {
@@ -38,6 +94,11 @@ denials contains "search must name a patient" if {
 
 denials contains "operation must name a patient" if {
 	resource.action == "operation"
+	patients_unnamed
+}
+
+denials contains "export must name a patient" if {
+	resource.action == "export"
 	patients_unnamed
 }
 
@@ -69,10 +130,11 @@ patients_unnamed if {
 	not search_deferred
 }
 
-# Operations over clinical data (or the whole server) must name the
-# patients they touch, whatever the flag says.
+# Operations and exports over clinical data (or the whole server) must
+# name the patients they touch, whatever the flag says: a bulk export of
+# every patient is not something a role grants.
 patients_unnamed if {
-	resource.action == "operation"
+	resource.action in {"operation", "export"}
 	not names_patients
 	is_data_request
 	bulk_scope

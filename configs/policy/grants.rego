@@ -1,15 +1,22 @@
-# Grants: granted holds when something allows the request; missing_grants
-# says why nothing did. decision (chartguard.rego) restates granted for
-# speed; decision_test.rego checks that the two agree.
+# Grants: what a role may do, and why it did not.
 #
-# Per-role permissions come from data.chartguard_data.roles (the shape is
-# described in chartguard.rego). A user with several roles gets the union
-# of their permissions.
+# A data request is granted through a role when the role table
+# (data.chartguard_data.roles) lets the role take the action on the type,
+# the records are ones the role may touch (patients.rego: a self-only role
+# only the caller's own, any other role never the caller's own or a linked
+# record), the care relationship holds (careteams.rego) and the record's
+# sensitivity allows it (labels.rego); the last two also hold under an
+# active break-the-glass grant (breakglass.rego). A user with several roles
+# gets the union of what each role grants. missing_grants says why each
+# role did not grant; it is computed only when nothing allowed the request.
 package chartguard
 
 import data.chartguard_data as cfg
 import input.resource
 import input.user
+
+# known_actions are the audit actions a data request may have.
+known_actions := {"read", "vread", "search", "history", "create", "update", "patch", "delete", "operation", "export"}
 
 # authenticated holds when the caller has a verified subject.
 authenticated if {
@@ -18,7 +25,8 @@ authenticated if {
 }
 
 # has_role holds when the caller has at least one role (a non-empty
-# string).
+# string). Role names are compared exactly: "Physician" or " physician"
+# is no role of the table and grants nothing.
 has_role if {
 	some role in user.roles
 	is_string(role)
@@ -68,53 +76,48 @@ response_outcome if {
 	resource.kind == "fhir"
 }
 
+# granted holds when a role grants the request (or it needs no role).
 granted if granted_without_role
 
-# A data request is granted when one of the caller's roles permits it:
-# for a self-only role, only on the caller's own records (patients.rego);
-# for a care-team role, only on clinical data of patients whose care team
-# the user is on (careteams.rego); and only within the sensitivity of the
-# record (labels.rego). (A role that is not a string cannot be a key of
-# the roles table, so only the empty role needs excluding here;
-# missing_grants, which names roles in reasons, checks is_string too.)
 granted if {
 	is_data_request
 	some role in user.roles
 	role != ""
+	role_grants(role)
+}
+
+# role_grants(role) holds when role alone grants the request. (A role that
+# is not a string cannot be a key of the roles table, so only the empty
+# role needs excluding by callers.)
+role_grants(role) if {
 	role_permits(role)
 	records_ok(role)
 	care_ok(role)
-	labels_ok(role)
+	sensitivity_ok(role)
 }
 
 # role_permits(role) holds when the per-role table lets role take the
-# request's action on its resource type (or run its operation). The
-# lookups come first: they fail soonest. ("*" may not be listed under
-# "operation", data_checks.rego, so the first body needs no check that the
-# action is not an operation.) It is false rather than undefined
-# otherwise, because OPA remembers a function's value for the rest of the
-# evaluation only when it is defined: the deny path asks again.
+# request's action on its resource type (or run its operation). It is
+# false rather than undefined otherwise, because OPA remembers a
+# function's value for the rest of the evaluation only when it is
+# defined: the deny path asks again. An else chain, so evaluation stops at
+# the first body that holds.
 default role_permits(_) := false
 
 role_permits(role) if {
 	cfg.roles[role][resource.action]["*"]
 	cfg.clinical_types[resource.type]
-}
-
-role_permits(role) if {
+} else if {
 	cfg.roles[role][resource.action][resource.type]
 	resource.type != "*"
 	resource.action != "operation"
-}
-
-role_permits(role) if {
+} else if {
 	resource.action == "operation"
 	cfg.roles[role].operation[resource.operation]
 	resource.operation != ""
 }
 
-# missing_grants says why each of the caller's roles did not grant; it is
-# computed only when nothing allowed the request.
+# missing_grants says why each of the caller's roles did not grant.
 missing_grants contains reason if {
 	is_data_request
 	some role in user.roles
@@ -123,24 +126,27 @@ missing_grants contains reason if {
 	reason := missing_grant(role)
 }
 
-# missing_grant(role) says why role did not grant the request. The first
-# body gives the second's text for the common actions without building
-# what. A very restricted record is named before the care team: no care
-# relationship would open it.
+# missing_grant(role) says why role did not grant the request, naming the
+# first check it failed. The first body gives the second's text for the
+# common actions without building what. A very restricted record is named
+# before the care relationship, the relationship before other
+# sensitivity: with neither, the relationship is what the user most likely
+# lacks.
 missing_grant(role) := sprintf("role %s may not %s %s", [role, resource.action, resource.type]) if {
 	not role_permits(role)
-	resource.action in {"read", "vread", "search", "create", "update", "patch", "delete"}
+	resource.action in {"read", "vread", "search", "create", "update", "patch", "delete", "export"}
 	is_string(resource.type)
 	resource.type != ""
 } else := sprintf("role %s may not %s", [role, what]) if {
 	not role_permits(role)
 } else := sprintf("role %s may only access the caller's own records", [role]) if {
+	self_only(role)
+	not records_ok(role)
+} else := "staff roles may not open the caller's own or a linked patient's record" if {
 	not records_ok(role)
 } else := "very restricted record" if {
 	very_restricted
-	not labels_ok(role)
+	not sensitivity_ok(role)
 } else := "not on the patient's care team" if {
 	not care_ok(role)
-} else := "restricted record" if {
-	not labels_ok(role)
-}
+} else := sensitivity_reason

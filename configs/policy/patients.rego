@@ -1,21 +1,43 @@
-# Patients: which patients a resource belongs to, and the self-only rule
-# for the patient role.
+# Patients: which patients a resource belongs to, whose records the caller
+# is (the self-only rule for the patient role), and the rule that keeps
+# staff out of their own and their relatives' records.
 package chartguard
 
 import data.chartguard_data as cfg
 import input.resource
 import input.user
 
-# records_ok(role) holds unless role may only touch the caller's own
-# records and the resource is not the caller's own. Self-only roles are
-# those in data.chartguard_data.self_only_roles, and "patient" always, so
-# data that forgets it cannot widen a patient's access.
+# records_ok(role) holds when role may touch the resource's patients:
+#
+#   - a self-only role (data.chartguard_data.self_only_roles, and "patient"
+#     always, so data that forgets it cannot widen a patient's access) only
+#     the caller's own and linked records (self_ok);
+#   - any other role never a record the caller is linked to
+#     (user.patient_links, or a fhir_user that is a Patient).
+#
+# Security: staff reading their own or a relative's chart through their
+# work role is the conflict of interest HIPAA audits look for first, and
+# break-the-glass cannot open it either (no role grants it). Threat: an
+# employee-patient browsing their own or a family member's record outside
+# the patient portal. Accepted risk: links are as complete as the identity
+# provider makes them; employee_patients (labels.rego) covers colleagues.
+default records_ok(_) := false
+
 records_ok(role) if {
 	role != "patient"
 	not cfg.self_only_roles[role]
+	not touches_linked
+} else if {
+	self_only(role)
+	self_ok
 }
 
-records_ok(_) if self_ok
+# touches_linked holds when a patient of the resource is linked to the
+# caller.
+touches_linked if {
+	some p in resource.patients
+	linked_patients[p]
+}
 
 # names_patients holds when the request proves which patients it touches:
 # its status is known and it names at least one patient id.
@@ -25,20 +47,26 @@ names_patients if {
 	is_string(p)
 }
 
-# linked_patients is the set of patient ids the user is (from
-# user.patient_links, values "Patient/<id>").
+# linked_patients is the set of patient ids the caller is or is linked to:
+# user.patient_links and a fhir_user, each "Patient/<id>".
 linked_patients contains id if {
 	some link in user.patient_links
-	is_string(link)
-	startswith(link, "Patient/")
-	id := substring(link, count("Patient/"), -1)
+	id := patient_id(link)
+}
+
+linked_patients contains id if id := patient_id(user.fhir_user)
+
+patient_id(ref) := id if {
+	is_string(ref)
+	startswith(ref, "Patient/")
+	id := substring(ref, count("Patient/"), -1)
 	id != ""
 	not contains(id, "/")
 }
 
 # self_ok holds for a self-only role when every patient the resource
-# belongs to is the caller, or when the request is a FHIR read by id whose
-# patient only the response shows.
+# belongs to is linked to the caller, or when the request is a FHIR read by
+# id whose patient only the response shows.
 #
 # Security: a read, vread or history of one resource by id names no
 # patient until the EMR answers. It passes the request phase and the
@@ -56,11 +84,11 @@ self_ok if {
 }
 
 # own_records holds when the resource names its patients and every one is
-# the caller.
+# linked to the caller.
 own_records if {
 	names_patients
 	every p in resource.patients {
-		p in linked_patients
+		linked_patients[p]
 	}
 }
 

@@ -39,8 +39,8 @@ test_response_phase_table if {
 		["own team's observation", dr1, entry("search", "Observation", ["p1"], []), true, []],
 		["other team's observation", dr1, entry("search", "Observation", ["p2"], []), false, ["not on the patient's care team"]],
 		["read of other team's patient", dr1, entry("read", "Patient", ["p2"], []), false, ["not on the patient's care team"]],
-		["restricted record, physician on team", clinician("physician", "Practitioner/pr6"), entry("read", "Observation", ["p3"], ["R"]), true, []],
-		["restricted record, nurse on team", clinician("nurse", "Practitioner/pr9"), entry("search", "Condition", ["p3"], ["R"]), true, []],
+		["restricted record, physician on team", clinician("physician", "Practitioner/pr6"), entry("read", "Observation", ["p3"], ["R"]), false, ["restricted record"]],
+		["restricted record, nurse on team", clinician("nurse", "Practitioner/pr9"), entry("search", "Condition", ["p3"], ["R"]), false, ["restricted record"]],
 		["restricted record, physician not on team", dr1, entry("read", "Observation", ["p3"], ["R"]), false, ["not on the patient's care team"]],
 		["restricted record, lab", clinician("lab", "Practitioner/pr6"), entry("read", "Observation", ["p3"], ["R"]), false, ["restricted record"]],
 		["very restricted record, physician on team", clinician("physician", "Practitioner/pr5"), entry("read", "Observation", ["p7"], ["V"]), false, ["very restricted record"]],
@@ -59,7 +59,8 @@ test_response_phase_table if {
 		["entry of two patients, one on team", dr1, entry("search", "Observation", ["p1", "p2"], []), false, ["not on the patient's care team"]],
 		["created resource", dr1, entry("create", "Observation", ["p1"], []), true, []],
 		["lab, any patient", clinician("lab", ""), entry("search", "Observation", ["p2"], []), true, []],
-		["unlabelled psychiatric data, on team", clinician("physician", "Practitioner/pr4"), entry("read", "Condition", ["p4"], ["PSY"]), true, []],
+		["psychiatric data, on team", clinician("physician", "Practitioner/pr4"), entry("read", "Condition", ["p4"], ["PSY"]), false, ["sensitive record (PSY)"]],
+		["unlabelled data, on team", clinician("physician", "Practitioner/pr4"), entry("read", "Condition", ["p4"], []), true, []],
 	]
 	bad := [c[0] | some c in cases; not case_ok(c)]
 	print("cases that failed:", bad)

@@ -37,7 +37,10 @@ test_billing if {
 	allowed(["billing"], search("ExplanationOfBenefit"))
 	allowed(["billing"], read("Encounter"))
 	allowed(["billing"], read("Account"))
-	denied_because(["billing"], write("update", "Claim"), "role billing may not update Claim")
+	allowed(["billing"], write("update", "Claim"))
+	allowed(["billing"], write("create", "Account"))
+	denied_because(["billing"], write("delete", "Claim"), "role billing may not delete Claim")
+	denied_because(["billing"], read("DocumentReference"), "role billing may not read DocumentReference")
 	denied_because(["billing"], read("Observation"), "role billing may not read Observation")
 }
 

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/policy"
+)
+
+// evalTimeout bounds `policy eval`: tracing for --explain is slow, and
+// this is an offline tool, not the request path.
+const evalTimeout = 10 * time.Second
+
+// maxInputFile bounds the --input file of `policy eval`.
+const maxInputFile = 4 << 20
+
+func newPolicy(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Test, evaluate and check a Rego policy directory offline"}
+	cmd.AddCommand(newPolicyTest(stdout), newPolicyEval(stdout), newPolicyCheck(stdout))
+	return cmd
+}
+
+// newPolicyTest: exit 0 when every test passes, 1 when one fails or
+// errors (or there is none), 2 when the directory does not load or compile.
+func newPolicyTest(stdout io.Writer) *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "test DIR",
+		Short: "Run the policy's Rego unit tests (test_* rules) with coverage",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			results, cov, err := policy.RunTestsWithCoverage(cmd.Context(), args[0])
+			if err != nil {
+				return usageErr(err)
+			}
+			var pass, fail int
+			for _, r := range results {
+				switch r.Outcome {
+				case policy.TestPass:
+					pass++
+				case policy.TestFail, policy.TestError:
+					fail++
+				}
+				fmt.Fprintln(stdout, r)
+				if r.Output != "" && (verbose || r.Outcome != policy.TestPass) {
+					fmt.Fprint(stdout, indent(r.Output))
+				}
+			}
+			fmt.Fprintf(stdout, "%d passed, %d failed, %d skipped; coverage %.1f%% (%d of %d lines)\n",
+				pass, fail, len(results)-pass-fail, cov.Percent, cov.CoveredLines, cov.TotalLines)
+			switch {
+			case len(results) == 0:
+				return runtimeErr(errors.New("no tests found (rules named test_* in *_test.rego)"))
+			case fail > 0:
+				return runtimeErr(fmt.Errorf("%d of %d tests failed", fail, len(results)))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the output (print()) of passing tests")
+	return cmd
+}
+
+// newPolicyEval: exit 0 with the decision (allow or deny) printed, 1 when
+// the evaluation itself failed (the decision printed is then the
+// fail-closed denial), 2 for a directory or input that does not load.
+func newPolicyEval(stdout io.Writer) *cobra.Command {
+	var dir, inputFile, query string
+	var explain bool
+	cmd := &cobra.Command{
+		Use:   "eval -d DIR --input FILE [--explain]",
+		Short: "Decide one input (the policy contract's JSON) and print the decision; --explain says why",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, err := readInput(inputFile)
+			if err != nil {
+				return usageErr(fmt.Errorf("--input %s: %w", inputFile, err))
+			}
+			e, err := policy.New(cmd.Context(), policy.Config{Dir: dir, Query: query, EvalTimeout: evalTimeout}, nil)
+			if err != nil {
+				return usageErr(err)
+			}
+			var d chartguard.Decision
+			var why policy.Explanation
+			var evalErr error
+			if explain {
+				d, why, evalErr = e.Explain(cmd.Context(), &in)
+			} else {
+				d, evalErr = e.Decide(cmd.Context(), &in)
+			}
+			out, err := json.MarshalIndent(struct {
+				ID       string              `json:"id"`
+				Revision string              `json:"revision"`
+				Decision chartguard.Decision `json:"decision"`
+			}{d.ID, d.Revision, d}, "", "  ")
+			if err != nil {
+				return runtimeErr(err)
+			}
+			fmt.Fprintf(stdout, "%s\n", out)
+			if explain {
+				printExplanation(stdout, d, why)
+			}
+			if evalErr != nil {
+				return runtimeErr(fmt.Errorf("evaluation failed, decision denied: %w", evalErr))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "dir", "d", "", "policy directory")
+	cmd.Flags().StringVar(&inputFile, "input", "", "input JSON file (see DESIGN.md, policy contract)")
+	cmd.Flags().StringVar(&query, "query", policy.DefaultQuery, "the decision rule")
+	cmd.Flags().BoolVar(&explain, "explain", false, "print the rules that held, with file:line")
+	_ = cmd.MarkFlagRequired("dir")
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
+}
+
+// newPolicyCheck: exit 0 when the directory compiles, its load_errors is
+// empty and its tests pass, as a reload requires; else 2 (a config error)
+// with file:line.
+func newPolicyCheck(stdout io.Writer) *cobra.Command {
+	var query string
+	cmd := &cobra.Command{
+		Use:   "check DIR",
+		Short: "Check that a policy directory would be accepted (compiles, load_errors empty, tests pass)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := policy.Load(cmd.Context(), policy.Config{Dir: args[0], Query: query}, nil)
+			if err != nil {
+				return usageErr(err)
+			}
+			fmt.Fprintf(stdout, "%s: ok, revision %s\n", args[0], e.Revision())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&query, "query", policy.DefaultQuery, "the decision rule")
+	return cmd
+}
+
+// readInput reads a policy input strictly: unknown keys are errors, so a
+// misspelt field is not silently absent.
+func readInput(file string) (chartguard.Input, error) {
+	var in chartguard.Input
+	f, err := os.Open(file)
+	if err != nil {
+		return in, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxInputFile+1))
+	if err != nil {
+		return in, err
+	}
+	if len(b) > maxInputFile {
+		return in, fmt.Errorf("larger than %d bytes", maxInputFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return in, fmt.Errorf("not a policy input: %w", err)
+	}
+	if dec.More() {
+		return in, errors.New("not a policy input: more than one JSON value")
+	}
+	return in, nil
+}
+
+func printExplanation(w io.Writer, d chartguard.Decision, why policy.Explanation) {
+	verdict := "denied"
+	if d.Allow {
+		verdict = "allowed"
+	}
+	fmt.Fprintf(w, "\nwhy %s (revision %s):\n", verdict, d.Revision)
+	if len(why.Fired) == 0 {
+		fmt.Fprintln(w, "  no rule held")
+	}
+	for _, f := range why.Fired {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+	if len(why.Notes) > 0 {
+		fmt.Fprintln(w, "notes (trace):")
+		for _, n := range why.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+}
+
+func indent(s string) string {
+	var b bytes.Buffer
+	for _, line := range bytes.SplitAfter([]byte(s), []byte("\n")) {
+		if len(line) > 0 {
+			b.WriteString("    ")
+			b.Write(line)
+		}
+	}
+	if b.Len() > 0 && b.Bytes()[b.Len()-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,218 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// bundleServer serves one bundle at /bundles/cg.tar.gz with an ETag, and
+// answers 304 to a matching If-None-Match.
+type bundleServer struct {
+	mu       sync.Mutex
+	body     []byte
+	etag     string
+	requests int
+	*httptest.Server
+}
+
+func newBundleServer(t *testing.T) *bundleServer {
+	s := &bundleServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.requests++
+		if r.URL.Path != "/bundles/cg.tar.gz" || s.body == nil {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("If-None-Match") == s.etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", s.etag)
+		_, _ = w.Write(s.body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *bundleServer) serve(body []byte, etag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.body, s.etag = body, etag
+}
+
+func (s *bundleServer) url() string { return s.URL + "/bundles/cg.tar.gz" }
+
+// makeBundle builds a bundle .tar.gz with the given revision and modules,
+// signed with key unless key is nil.
+func makeBundle(t *testing.T, revision string, modules map[string]string, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	b := bundle.Bundle{Manifest: bundle.Manifest{Revision: revision}, Data: map[string]any{}}
+	b.Manifest.Init()
+	for name, body := range modules {
+		b.Modules = append(b.Modules, bundle.ModuleFile{URL: "/" + name, Path: "/" + name, Raw: []byte(body)})
+	}
+	if key != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		require.NoError(t, err)
+		priv := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		require.NoError(t, b.GenerateSignature(bundle.NewSigningConfig(priv, "ES256", ""), "any-kid", true))
+	}
+	var buf bytes.Buffer
+	require.NoError(t, bundle.NewWriter(&buf).UseModulePath(true).Write(b))
+	return buf.Bytes()
+}
+
+func newKey(t *testing.T) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "bundle.pub")
+	require.NoError(t, os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	return k, file
+}
+
+func TestManagerBundle(t *testing.T) {
+	key, pubFile := newKey(t)
+	otherKey, _ := newKey(t)
+	srv := newBundleServer(t)
+	srv.serve(makeBundle(t, "rev-1", map[string]string{"p.rego": allowPolicy("1"), "p_test.rego": passingTest}, key), `"e1"`)
+
+	var rec reloads
+	cfg := Config{Dir: "/nonexistent/dir/is/not/read", EvalTimeout: testTimeout,
+		Bundle: BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile}}
+	m, err := NewManager(t.Context(), cfg, nil, rec.notify)
+	require.NoError(t, err)
+	assert.Equal(t, "rev-1", m.Revision(), "the revision is the bundle's")
+	in := physicianRead()
+	d, err := m.Current().Decide(t.Context(), &in)
+	require.NoError(t, err)
+	assert.True(t, d.Allow)
+	assert.Equal(t, "rev-1", d.Revision)
+
+	tests := []struct {
+		name     string
+		body     []byte
+		etag     string
+		outcome  string
+		revision string
+		errText  string
+	}{
+		{name: "not modified (ETag)", outcome: OutcomeUnchanged, revision: "rev-1"},
+		{name: "bad signature", body: makeBundle(t, "rev-evil", map[string]string{"p.rego": allowPolicy("evil")}, otherKey),
+			etag: `"e2"`, outcome: OutcomeRefused, revision: "rev-1", errText: "invalid ECDSA signature"},
+		{name: "unsigned", body: makeBundle(t, "rev-unsigned", map[string]string{"p.rego": allowPolicy("u")}, nil),
+			etag: `"e3"`, outcome: OutcomeRefused, revision: "rev-1", errText: "signature"},
+		{name: "signed but fails its tests", body: makeBundle(t, "rev-bad", map[string]string{
+			"p.rego": "package chartguard\n\ndecision := {\"allow\": false}\n", "p_test.rego": passingTest}, key),
+			etag: `"e4"`, outcome: OutcomeRefused, revision: "rev-1", errText: "test_allows: fail"},
+		{name: "signed, Rego syntax error", body: makeBundle(t, "rev-syntax", map[string]string{"p.rego": "package chartguard\n\ndecision := {\n"}, key),
+			etag: `"e5"`, outcome: OutcomeRefused, revision: "rev-1", errText: "p.rego:"},
+		{name: "good signed bundle", body: makeBundle(t, "rev-2", map[string]string{"p.rego": allowPolicy("2"), "p_test.rego": passingTest}, key),
+			etag: `"e6"`, outcome: OutcomeLoaded, revision: "rev-2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.body != nil {
+				srv.serve(tc.body, tc.etag)
+			}
+			r := m.Reload(t.Context(), TriggerAdmin)
+			assert.Equal(t, tc.outcome, r.Outcome)
+			assert.Equal(t, "bundle", r.Source)
+			assert.Equal(t, tc.revision, r.Revision)
+			assert.Equal(t, tc.revision, m.Revision())
+			if tc.errText != "" {
+				require.Error(t, r.Err)
+				assert.Contains(t, r.Err.Error(), tc.errText)
+			} else {
+				require.NoError(t, r.Err)
+			}
+		})
+	}
+}
+
+// TestManagerBundlePolls: without being asked, the manager picks up a new
+// bundle within poll.max.
+func TestManagerBundlePolls(t *testing.T) {
+	srv := newBundleServer(t)
+	key, pubFile := newKey(t)
+	srv.serve(makeBundle(t, "rev-1", map[string]string{"p.rego": allowPolicy("1")}, key), `"e1"`)
+	cfg := Config{Bundle: BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile,
+		Poll: BundlePollConfig{Min: time.Second, Max: time.Second}}}
+	var rec reloads
+	m, err := NewManager(t.Context(), cfg, nil, rec.notify)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	srv.serve(makeBundle(t, "rev-2", map[string]string{"p.rego": allowPolicy("2")}, key), `"e2"`)
+	require.Eventually(t, func() bool { return m.Revision() == "rev-2" }, 10*time.Second, 50*time.Millisecond)
+	last := rec.all()[len(rec.all())-1]
+	assert.Equal(t, TriggerPoll, last.Trigger)
+}
+
+func TestNewManagerBundleErrors(t *testing.T) {
+	srv := newBundleServer(t)
+	_, pubFile := newKey(t)
+	tests := []struct {
+		name    string
+		cfg     BundleConfig
+		errText string
+	}{
+		{"server has no bundle", BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile}, "bundle download"},
+		{"no verification key", BundleConfig{URL: srv.url()}, "policy.bundle.verification_key_file: required"},
+		{"bad url", BundleConfig{URL: "ftp://x/b.tar.gz", VerificationKeyFile: pubFile}, "policy.bundle.url"},
+		{"poll below a second", BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile, Poll: BundlePollConfig{Min: time.Millisecond, Max: time.Second}}, "policy.bundle.poll.min"},
+		{"poll max below min", BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile, Poll: BundlePollConfig{Min: 10 * time.Second, Max: 5 * time.Second}}, "policy.bundle.poll.max"},
+		{"key file missing", BundleConfig{URL: srv.url(), VerificationKeyFile: filepath.Join(t.TempDir(), "none.pem")}, "policy.bundle.verification_key_file"},
+		{"key file not a key", BundleConfig{URL: srv.url(), VerificationKeyFile: writeTemp(t, "not a key")}, "policy.bundle.verification_key_file"},
+		{"key without url", BundleConfig{VerificationKeyFile: pubFile}, "policy.bundle.verification_key_file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Dir: policyDir(t, map[string]string{"p.rego": allowPolicy("1")}), Bundle: tc.cfg}
+			_, err := NewManager(t.Context(), cfg, nil, nil)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.errText)
+		})
+	}
+}
+
+func writeTemp(t *testing.T, body string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(f, []byte(body), 0o600))
+	return f
+}
+
+// TestCheckBundle: config check reports a bad key file without touching
+// the bundle server.
+func TestCheckBundle(t *testing.T) {
+	_, pubFile := newKey(t)
+	require.NoError(t, CheckBundle(BundleConfig{}), "no bundle: nothing to check")
+	require.NoError(t, CheckBundle(BundleConfig{URL: "https://bundles.invalid/b.tar.gz", VerificationKeyFile: pubFile}))
+	err := CheckBundle(BundleConfig{URL: "https://bundles.invalid/b.tar.gz", VerificationKeyFile: writeTemp(t, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")})
+	require.ErrorContains(t, err, "policy.bundle.verification_key_file")
+	require.ErrorContains(t, CheckBundle(BundleConfig{URL: "x"}), "policy.bundle.url")
+}

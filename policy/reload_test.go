@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// allowPolicy allows everything; version changes its revision.
+func allowPolicy(version string) string {
+	return "package chartguard\n\n# version " + version + "\n\ndecision := {\"allow\": true, \"reasons\": []}\n"
+}
+
+const passingTest = `package chartguard_test
+
+import data.chartguard
+
+test_allows if chartguard.decision.allow
+`
+
+// reloads records what a Manager reports.
+type reloads struct {
+	mu  sync.Mutex
+	got []Reload
+}
+
+func (r *reloads) notify(_ context.Context, x Reload) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, x)
+}
+
+func (r *reloads) all() []Reload {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Reload(nil), r.got...)
+}
+
+func TestManagerReloadDir(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1"), "p_test.rego": passingTest})
+	var rec reloads
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil, rec.notify)
+	require.NoError(t, err)
+	first := m.Revision()
+	require.Len(t, rec.all(), 1)
+	assert.Equal(t, Reload{Trigger: TriggerStart, Source: "dir", Outcome: OutcomeLoaded, Revision: first}, rec.all()[0])
+
+	tests := []struct {
+		name    string
+		files   map[string]string
+		outcome string
+		errIs   error
+		errText string
+	}{
+		{name: "unchanged", outcome: OutcomeUnchanged},
+		{name: "syntax error", files: map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": true\n"},
+			outcome: OutcomeRefused, errText: "p.rego:"},
+		{name: "failing own test", files: map[string]string{"p.rego": `package chartguard
+
+decision := {"allow": false}
+`}, outcome: OutcomeRefused, errIs: ErrTestsFailed, errText: "p_test.rego:5: test_allows: fail"},
+		{name: "decision rule missing", files: map[string]string{"p.rego": "package chartguard\n\nother := 1\n", "p_test.rego": "package chartguard_test\n"},
+			outcome: OutcomeRefused, errIs: ErrNoRule},
+		{name: "bad redaction path", files: map[string]string{"p.rego": `package chartguard
+
+decision := {"allow": true, "obligations": {"redact": ["Patient"]}}
+`, "p_test.rego": passingTest}, outcome: OutcomeRefused, errIs: ErrRedactPath},
+		{name: "new revision", files: map[string]string{"p.rego": allowPolicy("2"), "p_test.rego": passingTest}, outcome: OutcomeLoaded},
+	}
+	serving := first
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for name, body := range tc.files {
+				writeFile(t, dir, name, body)
+			}
+			before := m.Current()
+			r := m.Reload(t.Context(), TriggerAdmin)
+			assert.Equal(t, tc.outcome, r.Outcome)
+			assert.Equal(t, serving, r.Previous)
+			assert.Equal(t, rec.all()[len(rec.all())-1], r, "notified")
+			if tc.outcome == OutcomeRefused {
+				require.Error(t, r.Err)
+				if tc.errIs != nil {
+					require.ErrorIs(t, r.Err, tc.errIs)
+				}
+				assert.Contains(t, r.Err.Error(), tc.errText)
+				assert.Same(t, before, m.Current(), "the old engine keeps serving")
+				assert.Equal(t, serving, r.Revision)
+				return
+			}
+			require.NoError(t, r.Err)
+			if tc.outcome == OutcomeLoaded {
+				assert.NotEqual(t, serving, r.Revision)
+				serving = r.Revision
+			}
+			assert.Equal(t, serving, m.Revision())
+			in := physicianRead()
+			d, err := m.Current().Decide(t.Context(), &in)
+			require.NoError(t, err)
+			assert.Equal(t, serving, d.Revision)
+		})
+	}
+}
+
+// TestNewManagerRefusesFailingTests: a policy that fails its own tests
+// does not start either.
+func TestNewManagerRefusesFailingTests(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": false}\n", "p_test.rego": passingTest})
+	_, err := NewManager(t.Context(), Config{Dir: dir}, nil, nil)
+	require.ErrorIs(t, err, ErrTestsFailed)
+	_, err = Load(t.Context(), Config{Dir: dir}, nil)
+	require.ErrorIs(t, err, ErrTestsFailed)
+}
+
+// TestManagerWatch: a change in the policy directory is picked up without
+// being asked for; a broken change is refused and the old one serves.
+func TestManagerWatch(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1"), "sub/data.json": `{"x": 1}`})
+	var rec reloads
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil, rec.notify)
+	require.NoError(t, err)
+	first := m.Revision()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	// waitFor writes the files until the watch reports outcome: the watch
+	// is set up asynchronously, so the first writes may go unseen. Writes
+	// are spaced wider than the debounce.
+	waitFor := func(outcome string, files map[string]string) Reload {
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			for name, body := range files {
+				writeFile(t, dir, name, body)
+			}
+			for range 50 {
+				time.Sleep(20 * time.Millisecond)
+				for _, r := range rec.all() {
+					if r.Trigger == TriggerWatch && r.Outcome == outcome {
+						return r
+					}
+				}
+			}
+		}
+		t.Fatalf("no %s reload seen", outcome)
+		return Reload{}
+	}
+
+	r := waitFor(OutcomeRefused, map[string]string{"p.rego": allowPolicy("1-broken")[:30]})
+	assert.Equal(t, first, m.Revision())
+	assert.Equal(t, first, r.Revision)
+
+	r = waitFor(OutcomeLoaded, map[string]string{"sub/data.json": `{"x": 2}`, "p.rego": allowPolicy("2")})
+	assert.NotEqual(t, first, r.Revision)
+	assert.Equal(t, r.Revision, m.Revision())
+}

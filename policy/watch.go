@@ -1,0 +1,74 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// watch reloads the policy directory after changes, once no change has
+// come for watchDebounce. It watches the directory and its subdirectories
+// (hidden ones too: a Kubernetes ConfigMap swaps a hidden ..data link),
+// adding new subdirectories as they appear. A failed reload is reported
+// like any other; watching goes on.
+func (m *Manager) watch(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errWatch, err)
+	}
+	defer w.Close()
+	if err := addTree(w, m.cfg.Dir); err != nil {
+		return fmt.Errorf("%w: %w", errWatch, err)
+	}
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Has(fsnotify.Create) {
+				_ = addTree(w, ev.Name) // a new subdirectory; not a directory: nothing to add
+			}
+			timer.Reset(watchDebounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			// An overflow loses events: reload to be sure nothing was missed.
+			m.log.Warn("policy directory watch error; reloading", "error", err)
+			timer.Reset(watchDebounce)
+		case <-timer.C:
+			m.Reload(ctx, TriggerWatch)
+		}
+	}
+}
+
+// addTree watches dir and every directory below it.
+func addTree(w *fsnotify.Watcher, dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			if path == dir {
+				return fs.SkipAll
+			}
+			return nil
+		}
+		if path != dir && strings.Count(path, string(filepath.Separator))-strings.Count(dir, string(filepath.Separator)) > 8 {
+			return fs.SkipDir // bound the depth watched
+		}
+		return w.Add(path)
+	})
+}
