@@ -175,6 +175,15 @@ func verifyOne(cmd *cobra.Command, stdout io.Writer, dir string, vs multiVerifie
 		fmt.Fprintf(stdout, "%s: note: records %d to %d are not covered by a checkpoint yet (matched against stored hashes only)\n",
 			dir, res.Checkpointed, res.Size-1)
 	}
+	// A copy read offline with --dir carries who read it and why.
+	recs, err := audit.ReadOfflineAccess(dir)
+	if err != nil {
+		return fmt.Errorf("offline-access records: %w", err)
+	}
+	if len(recs) > 0 {
+		fmt.Fprintf(stdout, "%s: this is a copy read offline %d times:\n", dir, len(recs))
+		printOfflineAccess(stdout, "  ", recs)
+	}
 	return nil
 }
 

@@ -423,18 +423,24 @@ func newAuditOfflineAccess(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return queryErr(err)
 			}
-			for _, r := range recs {
-				status := "signature NOT checked (give --key)"
-				if r.Verified {
-					status = "signature verified"
-				}
-				fmt.Fprintf(stdout, "%s  %s  key %s (%s)\n  reason: %s\n  query:  %s\n",
-					r.When.UTC().Format(time.RFC3339), r.Who, r.KeyName, status, r.Reason, r.Query)
-			}
+			printOfflineAccess(stdout, "", recs)
 			fmt.Fprintf(stdout, "%d offline access records\n", len(recs))
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&keys, "key", nil, "auditors' note verifier key files; every record must verify with one")
 	return cmd
+}
+
+// printOfflineAccess prints offline-access records, each line prefixed
+// with prefix.
+func printOfflineAccess(w io.Writer, prefix string, recs []audit.OfflineAccess) {
+	for _, r := range recs {
+		status := "signature NOT checked (give audit offline-access --key)"
+		if r.Verified {
+			status = "signature verified"
+		}
+		fmt.Fprintf(w, "%s%s  %s  key %s (%s)\n%s  reason: %s\n%s  query:  %s\n", prefix,
+			r.When.UTC().Format(time.RFC3339), r.Who, r.KeyName, status, prefix, r.Reason, prefix, r.Query)
+	}
 }

@@ -88,9 +88,13 @@ func TestAuditReportOffline(t *testing.T) {
 	assert.Contains(t, out, "signature verified")
 	assert.Contains(t, out, "patient=pt-1")
 
-	// The record does not break verification of the copy.
-	code, _, errs = runCLI("audit", "verify", logDir, "--key", filepath.Join(dir, "audit.key.pub"))
+	// The record does not break verification of the copy, and verify
+	// reports who read the copy offline and why.
+	code, out, errs = runCLI("audit", "verify", logDir, "--key", filepath.Join(dir, "audit.key.pub"))
 	assert.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "read offline 1 times")
+	assert.Contains(t, out, "alice")
+	assert.Contains(t, out, "patient complaint 42")
 }
 
 func TestAuditSearchOfflineTampered(t *testing.T) {

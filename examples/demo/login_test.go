@@ -28,7 +28,7 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 30 * time.Second, // a guard against hangs only
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 

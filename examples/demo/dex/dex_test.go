@@ -35,8 +35,10 @@ func client(t *testing.T, idp *dex.IdP) *http.Client {
 	issuer, err := url.Parse(idp.Issuer)
 	require.NoError(t, err)
 	return &http.Client{
-		Jar:     jar,
-		Timeout: 5 * time.Second,
+		Jar: jar,
+		// Only a guard against a hung Dex: parallel logins each check a
+		// bcrypt password, which takes seconds under -race on 2 busy cores.
+		Timeout: 30 * time.Second,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if req.URL.Host != issuer.Host || len(via) > 10 {
 				return http.ErrUseLastResponse
