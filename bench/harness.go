@@ -159,7 +159,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	}
 	h.ChartGuard = Target{Name: NameChartGuard, URL: baseURL(cgLn)}
 
-	panels, err := carePanels(ctx, upURL)
+	panels, err := carePanels(ctx, upURL, opts.PolicyDir)
 	if err != nil {
 		return nil, err
 	}

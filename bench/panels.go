@@ -5,16 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 )
 
 // carePanels asks the demo EMR at upURL (the FHIR base is /fhir) which
-// patients each practitioner is on the care team of, leaving out patients
-// whose records are labelled very restricted (V): the default policy lets no
-// clinician see those, and the mix must be answered 200 throughout.
-func carePanels(ctx context.Context, upURL string) (map[string][]string, error) {
+// patients each practitioner is on the care team of, leaving out the
+// patients the policy in policyDir opens only through break-the-glass:
+// those whose Patient record carries a restricted or sensitive label, and
+// VIP and employee patients. The mix must be answered 200 throughout.
+func carePanels(ctx context.Context, upURL, policyDir string) (map[string][]string, error) {
+	sensitive, err := breakGlassOnly(policyDir)
+	if err != nil {
+		return nil, err
+	}
 	var teams struct {
 		Entry []struct {
 			Resource struct {
@@ -43,8 +50,11 @@ func carePanels(ctx context.Context, upURL string) (map[string][]string, error) 
 	}
 	veryRestricted := map[string]bool{}
 	for _, e := range patients.Entry {
+		if sensitive.patients[e.Resource.ID] {
+			veryRestricted[e.Resource.ID] = true
+		}
 		for _, s := range e.Resource.Meta.Security {
-			if s.Code == "V" {
+			if sensitive.labels[s.Code] {
 				veryRestricted[e.Resource.ID] = true
 			}
 		}
@@ -83,4 +93,36 @@ func getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("bench: care teams: %w", err)
 	}
 	return nil
+}
+
+// sensitivity is what the default policy's data opens only through
+// break-the-glass.
+type sensitivity struct{ labels, patients map[string]bool }
+
+// breakGlassOnly reads the label sets and the VIP and employee lists from
+// the policy's data.json, so the mix follows the policy as it changes.
+func breakGlassOnly(policyDir string) (sensitivity, error) {
+	raw, err := os.ReadFile(filepath.Join(policyDir, "data.json"))
+	if err != nil {
+		return sensitivity{}, fmt.Errorf("bench: policy data: %w", err)
+	}
+	var data struct {
+		D map[string]json.RawMessage `json:"chartguard_data"`
+	}
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return sensitivity{}, fmt.Errorf("bench: policy data: %w", err)
+	}
+	out := sensitivity{labels: map[string]bool{}, patients: map[string]bool{}}
+	for key, into := range map[string]map[string]bool{"restricted_labels": out.labels,
+		"very_restricted_labels": out.labels, "sensitive_labels": out.labels,
+		"vip_patients": out.patients, "employee_patients": out.patients} {
+		var set map[string]bool
+		if err := json.Unmarshal(data.D[key], &set); err != nil {
+			return sensitivity{}, fmt.Errorf("bench: policy data %s: %w", key, err)
+		}
+		for k, v := range set {
+			into[k] = into[k] || v
+		}
+	}
+	return out, nil
 }

@@ -66,6 +66,9 @@ func decideCases() []struct {
 		in   chartguard.Input
 	}{
 		{"allow", physicianRead()},
+		{"allow-bearer", with(physicianRead(), func(in *chartguard.Input) {
+			in.Token = chartguard.Token{Kind: "bearer", ClientID: "emr-app", Scopes: []string{"openid", "user/*.rs"}}
+		})},
 		{"search", with(physicianRead(), func(in *chartguard.Input) {
 			in.Resource.ID = ""
 			in.Resource.Action, in.Resource.Interaction = "search", "search-type"

@@ -112,6 +112,26 @@ decision := {
 	"allow": true,
 	"reasons": [],
 	"break_glass": no_break_glass,
+	"require_mfa_within_s": 0,
+	"obligations": {
+		"redact": object.get(cfg, "redact", []),
+		"block_export": true,
+		"max_count": 0,
+		"tags": [],
+	},
+} if {
+	# The same for a read of a Patient resource: its SSN is redacted (no
+	# role of the caller is exempt), no count.
+	resource.action in {"read", "vread"}
+	resource.type == "Patient"
+	every r in user.roles {
+		not cfg.redact_exempt_roles[r]
+	}
+	fast_path
+} else := {
+	"allow": true,
+	"reasons": [],
+	"break_glass": no_break_glass,
 	"require_mfa_within_s": allow_mfa_within_s,
 	"obligations": obligations,
 } if {
@@ -129,8 +149,9 @@ decision := {
 	},
 } if {
 	# Capabilities, static content and response-phase OperationOutcomes:
-	# nothing to redact, count or tag.
+	# nothing to redact, count or tag. Malformed labels deny here too.
 	granted_without_role
+	not malformed_labels
 } else := {
 	"allow": false,
 	"reasons": sort(deny_reasons),
@@ -196,9 +217,9 @@ type_label := resource.type if {
 # fast_path holds the conditions shared by the two fast bodies of
 # decision (see the first): the lookups come first, as they fail soonest.
 fast_path if {
-	input.token.kind == "session"
+	fast_credential
 	resource.kind == "fhir"
-	resource.labels == []
+	fast_labels
 	cfg.clinical_types[resource.type]
 	some role in user.roles
 	cfg.roles[role][resource.action]["*"]
@@ -218,4 +239,155 @@ fast_path if {
 	}
 	related(patient)
 	not startswith(user.fhir_user, "Patient/")
+}
+
+# fast_labels holds when the resource carries no label that labels.rego
+# treats as sensitive (most clinical data is unlabelled or "N", normal).
+# It reads the same three sets as is_sensitive_label, so data that makes
+# a label sensitive takes it off the fast path too.
+fast_labels if resource.labels == []
+
+fast_labels if {
+	is_array(resource.labels)
+	every label in resource.labels {
+		is_string(label)
+		not cfg.restricted_labels[label]
+		not cfg.very_restricted_labels[label]
+		not cfg.sensitive_labels[label]
+	}
+}
+
+# fast_credential holds for the credentials the fast bodies of decision
+# take: ChartGuard's own browser session (no scope constraint), or a
+# bearer token with a user/ or system/ scope on every type (*) that
+# grants the action (scopes.rego). Any other scope, such as a type's own
+# (user/Observation.rs) or a patient/ one, goes the general way, which
+# decides it the same, only slower. A lookup in the constant below is
+# cheaper than scope_covers' string functions.
+fast_credential if input.token.kind == "session"
+
+fast_credential if {
+	input.token.kind == "bearer"
+	some scope in input.token.scopes
+	fast_scopes[resource.action][scope]
+}
+
+# fast_scopes lists, by action, the wildcard scopes that cover it: SMART
+# v2 permission letters in order (c r u d s) that include r (read) or s
+# (search), and SMART v1 read and *.
+fast_scopes := {
+	"read": {
+		"system/*.*": true,
+		"system/*.cr": true,
+		"system/*.crd": true,
+		"system/*.crds": true,
+		"system/*.crs": true,
+		"system/*.cru": true,
+		"system/*.crud": true,
+		"system/*.cruds": true,
+		"system/*.crus": true,
+		"system/*.r": true,
+		"system/*.rd": true,
+		"system/*.rds": true,
+		"system/*.read": true,
+		"system/*.rs": true,
+		"system/*.ru": true,
+		"system/*.rud": true,
+		"system/*.ruds": true,
+		"system/*.rus": true,
+		"user/*.*": true,
+		"user/*.cr": true,
+		"user/*.crd": true,
+		"user/*.crds": true,
+		"user/*.crs": true,
+		"user/*.cru": true,
+		"user/*.crud": true,
+		"user/*.cruds": true,
+		"user/*.crus": true,
+		"user/*.r": true,
+		"user/*.rd": true,
+		"user/*.rds": true,
+		"user/*.read": true,
+		"user/*.rs": true,
+		"user/*.ru": true,
+		"user/*.rud": true,
+		"user/*.ruds": true,
+		"user/*.rus": true,
+	},
+	"vread": {
+		"system/*.*": true,
+		"system/*.cr": true,
+		"system/*.crd": true,
+		"system/*.crds": true,
+		"system/*.crs": true,
+		"system/*.cru": true,
+		"system/*.crud": true,
+		"system/*.cruds": true,
+		"system/*.crus": true,
+		"system/*.r": true,
+		"system/*.rd": true,
+		"system/*.rds": true,
+		"system/*.read": true,
+		"system/*.rs": true,
+		"system/*.ru": true,
+		"system/*.rud": true,
+		"system/*.ruds": true,
+		"system/*.rus": true,
+		"user/*.*": true,
+		"user/*.cr": true,
+		"user/*.crd": true,
+		"user/*.crds": true,
+		"user/*.crs": true,
+		"user/*.cru": true,
+		"user/*.crud": true,
+		"user/*.cruds": true,
+		"user/*.crus": true,
+		"user/*.r": true,
+		"user/*.rd": true,
+		"user/*.rds": true,
+		"user/*.read": true,
+		"user/*.rs": true,
+		"user/*.ru": true,
+		"user/*.rud": true,
+		"user/*.ruds": true,
+		"user/*.rus": true,
+	},
+	"search": {
+		"system/*.*": true,
+		"system/*.cds": true,
+		"system/*.crds": true,
+		"system/*.crs": true,
+		"system/*.cruds": true,
+		"system/*.crus": true,
+		"system/*.cs": true,
+		"system/*.cuds": true,
+		"system/*.cus": true,
+		"system/*.ds": true,
+		"system/*.rds": true,
+		"system/*.read": true,
+		"system/*.rs": true,
+		"system/*.ruds": true,
+		"system/*.rus": true,
+		"system/*.s": true,
+		"system/*.uds": true,
+		"system/*.us": true,
+		"user/*.*": true,
+		"user/*.cds": true,
+		"user/*.crds": true,
+		"user/*.crs": true,
+		"user/*.cruds": true,
+		"user/*.crus": true,
+		"user/*.cs": true,
+		"user/*.cuds": true,
+		"user/*.cus": true,
+		"user/*.ds": true,
+		"user/*.rds": true,
+		"user/*.read": true,
+		"user/*.rs": true,
+		"user/*.ruds": true,
+		"user/*.rus": true,
+		"user/*.s": true,
+		"user/*.uds": true,
+		"user/*.us": true,
+	},
 }

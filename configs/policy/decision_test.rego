@@ -294,7 +294,7 @@ labelled_inputs_of(who_asks, phase, action, interaction) := [object.union(who, {
 		{"patient_status": "unknown", "patients": []},
 		{"patient_status": "none", "patients": []},
 	]
-	some l in label_sets
+	some l in fast_label_sets
 ]
 
 test_decision_agrees_on_labels_and_care_teams_in_read_requests_1 if {
@@ -374,4 +374,90 @@ test_labelled_inputs_give_both_outcomes if {
 	allowed := [x | some x in inputs; chartguard.decision.allow with input as object.union({"token": base.token}, x)]
 	count(allowed) > 10
 	count(inputs) - count(allowed) > 10
+}
+
+# Credentials and labels the fast bodies of decision take or leave to the
+# general path: every one must be decided as the general path decides it.
+tokens := [
+	{"kind": "session"},
+	{"kind": "bearer", "scopes": ["user/*.rs"]},
+	{"kind": "bearer", "scopes": ["openid", "system/*.read"]},
+	{"kind": "bearer", "scopes": ["user/*.s"]},
+	{"kind": "bearer", "scopes": ["user/*.c"]},
+	{"kind": "bearer", "scopes": ["user/Observation.rs"]},
+	{"kind": "bearer", "scopes": ["patient/*.rs"], "launch_patient": "p1"},
+	{"kind": "bearer", "scopes": ["patient/*.rs"], "launch_patient": "p9"},
+	{"kind": "bearer", "scopes": []},
+	{"kind": "bearer"},
+	{"kind": "other", "scopes": ["user/*.rs"]},
+]
+
+fast_label_sets := [
+	{"labels": []},
+	{"labels": ["N"]},
+	{"labels": ["N", "R"]},
+	{"labels": ["PSY"]},
+	{"labels": ["V"]},
+	{"labels": [7]},
+	{"labels": "N"},
+]
+
+test_decision_agrees_on_tokens if {
+	bad := disagreements([{"user": physician, "token": t, "resource": object.union(r, ph)} |
+		some t in tokens
+		some r in some_resources
+		some ph in [{"phase": "request"}, {"phase": "response"}]
+	])
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+test_decision_agrees_on_labels if {
+	bad := disagreements([{"user": u, "resource": object.union_n([r, l, {"phase": "response"}])} |
+		some u in [physician, users[2], patient]
+		some r in some_resources
+		some l in fast_label_sets
+	])
+	print("inputs where decision disagrees:", bad)
+	bad == []
+}
+
+# The fast bodies do take a bearer token with a wildcard scope and an "N"
+# label: the shapes most API reads have.
+test_fast_path_takes_bearer_wildcard_scopes_and_normal_labels if {
+	chartguard.fast_path with input as object.union(base, {
+		"token": {"kind": "bearer", "scopes": ["user/*.rs"]},
+		"resource": {
+			"kind": "fhir", "phase": "response", "type": "Observation", "action": "read",
+			"patient_status": "known", "patients": ["p1"], "labels": ["N"],
+		},
+	})
+	not chartguard.fast_path with input as object.union(base, {
+		"token": {"kind": "bearer", "scopes": ["user/Observation.rs"]},
+		"resource": {
+			"kind": "fhir", "phase": "response", "type": "Observation", "action": "read",
+			"patient_status": "known", "patients": ["p1"], "labels": [],
+		},
+	})
+}
+
+# Patient reads have a fast body of their own (the SSN obligation).
+patient_reads := [object.union_n([
+	{"kind": "fhir", "interaction": "read", "type": "Patient", "phase": ph},
+	a, p, l,
+]) |
+	some ph in ["request", "response"]
+	some a in [{"action": "read"}, {"action": "vread"}]
+	some p in [patient_sets[0], patient_sets[3]]
+	some l in [{"labels": []}, {"labels": ["N"]}, {"labels": ["R"]}]
+]
+
+test_decision_agrees_on_patient_reads if {
+	bad := disagreements([{"user": u, "token": t, "resource": r} |
+		some u in [physician, users[2], patient, {"sub": "u1", "roles": ["registration"]}]
+		some t in [tokens[0], tokens[1], tokens[5]]
+		some r in patient_reads
+	])
+	print("inputs where decision disagrees:", bad)
+	bad == []
 }
