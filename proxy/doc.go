@@ -8,6 +8,13 @@
 // request before the first body byte leaves. Batches and transactions are
 // decided entry by entry.
 //
+// Around the pipeline it owns what needs HTTP or the upstream: browser
+// sign-in and sessions (sso.go), care relationships looked up in the EMR as
+// ChartGuard's service identity (relationships*.go), and the admin listener
+// (admin*.go: health, readiness, metrics, policy reload, the audited audit
+// queries). A request takes the policy engine serving when it starts and
+// keeps it for both phases, so a reload never splits one request.
+//
 // It also owns configuration: [LoadConfig] reads the one YAML file into a
 // [Config] made of each package's own Config, and [New] builds a [Proxy] from
 // it — the one way to start ChartGuard (cmd/chartguard, the demo and the
