@@ -169,14 +169,15 @@ func readLogLines(dir string) (lines []logLine, end int64, err error) {
 }
 
 // LoadSignerFile reads a note signer key ("PRIVATE+KEY+...") from path.
+// Callers name the setting the path came from in front of its errors.
 func LoadSignerFile(path string) (note.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("audit.signing_key_file: %w", err)
+		return nil, err
 	}
 	s, err := note.NewSigner(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("audit.signing_key_file: %s does not hold a note signer key (create one with `chartguard audit keygen`): %w", path, err)
+		return nil, fmt.Errorf("%s does not hold a note signer key (create one with `chartguard audit keygen`): %w", path, err)
 	}
 	return s, nil
 }

@@ -31,7 +31,11 @@ func loadSigner(cfg Config, logger *slog.Logger) (note.Signer, error) {
 	case cfg.Signer != nil:
 		return cfg.Signer, nil
 	case cfg.SigningKeyFile != "":
-		return LoadSignerFile(cfg.SigningKeyFile)
+		s, err := LoadSignerFile(cfg.SigningKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit.signing_key_file: %w", err)
+		}
+		return s, nil
 	case cfg.EphemeralKey:
 		skey, _, err := GenerateKey(keyName(cfg.origin()))
 		if err != nil {

@@ -287,7 +287,7 @@ func Check(ctx context.Context, cfg *Config) error {
 	}
 	if cfg.Audit.SigningKeyFile != "" {
 		if _, err := audit.LoadSignerFile(cfg.Audit.SigningKeyFile); err != nil {
-			return err
+			return fmt.Errorf("audit.signing_key_file: %w", err)
 		}
 	}
 	_, err := upstreamTransport(cfg)

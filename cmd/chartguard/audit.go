@@ -247,23 +247,29 @@ func readTrusted(files []string) ([][]byte, error) {
 
 func newAuditProve(stdout io.Writer) *cobra.Command {
 	var index uint64
-	var dir string
-	var live sourceFlags // the admin API flags of the query commands
+	var src sourceFlags // as the query commands: live through the admin API, or --dir offline
 	cmd := &cobra.Command{
-		Use:   "prove --index N (-c CONFIG | --admin-url URL --token-file F | --dir DIR)",
+		Use:   "prove --index N (-c CONFIG | --admin-url URL --token-file F | --dir DIR --offline-reason R --offline-key K --key NODE.pub)",
 		Short: "Print an inclusion proof of record N against the latest checkpoint",
 		Long: "Asks the live node through the admin API (the read is audited), or works offline\n" +
-			"on a log directory (--dir). The proof is self-contained JSON;\n" +
-			"`chartguard audit verify-proof FILE --key K` checks it without the log.",
+			"on a copy of one log directory (--dir), recording who read it and why in the copy first.\n" +
+			"The proof is self-contained JSON; `chartguard audit verify-proof FILE --key K` checks it\n" +
+			"without the log.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" && live.adminURL == "" && live.config == "" {
-				return usageErr(errors.New("-c CONFIG or --admin-url (live) or --dir DIR (offline copy): one is required"))
+			if err := src.validate(); err != nil {
+				return err
 			}
-			if dir == "" {
-				return live.admin(cmd.Context(), stdout, "/admin/audit/prove", url.Values{"index": {strconv.FormatUint(index, 10)}})
+			if !src.offline() {
+				return src.admin(cmd.Context(), stdout, "/admin/audit/prove", url.Values{"index": {strconv.FormatUint(index, 10)}})
 			}
-			p, err := audit.Prove(dir, index)
+			if len(src.dirs) != 1 {
+				return usageErr(errors.New("--dir: prove reads one log directory"))
+			}
+			if _, err := src.recordOffline(fmt.Sprintf("prove index=%d", index)); err != nil {
+				return err
+			}
+			p, err := audit.Prove(src.dirs[0], index)
 			if errors.Is(err, audit.ErrTampered) {
 				return verifyErr(err)
 			}
@@ -275,11 +281,7 @@ func newAuditProve(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint64Var(&index, "index", 0, "record index (its seq)")
-	cmd.Flags().StringVar(&dir, "dir", "", "log directory (a copy; offline)")
-	cmd.Flags().StringVar(&live.adminURL, "admin-url", "", "admin API base URL (e.g. http://127.0.0.1:9090)")
-	cmd.Flags().StringVar(&live.tokenFile, "token-file", "", "file holding the admin token")
-	cmd.Flags().StringVarP(&live.config, "config", "c", "", "config file: admin.listen and admin.token_file give --admin-url and --token-file")
-	cmd.Flags().StringVar(&live.auditor, "auditor", "", "your name, recorded with the request (default: your OS user name)")
+	src.register(cmd)
 	_ = cmd.MarkFlagRequired("index")
 	return cmd
 }

@@ -95,13 +95,34 @@ func (f *sourceFlags) who() string {
 // openOffline records the offline access in every --dir, then opens a
 // Searcher over them. Nothing is read before every record is written.
 func (f *sourceFlags) openOffline(ctx context.Context, query string) (*audit.Searcher, error) {
-	raw, err := os.ReadFile(f.offlineKey)
+	srcs, err := f.recordOffline(query)
+	if err != nil {
+		return nil, err
+	}
+	idx := f.indexDir
+	if idx == "" {
+		idx = audit.DefaultIndexDir()
+	}
+	for _, d := range f.dirs {
+		if f.reindex {
+			if err := audit.ResetIndex(idx, d); err != nil {
+				return nil, runtimeErr(err)
+			}
+		}
+	}
+	s, err := audit.OpenSearcher(ctx, idx, srcs)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	return s, nil
+}
+
+// recordOffline writes the signed offline-access record into every --dir
+// and returns the sources, each with the verifier of its checkpoints.
+func (f *sourceFlags) recordOffline(query string) ([]audit.Source, error) {
+	signer, err := audit.LoadSignerFile(f.offlineKey)
 	if err != nil {
 		return nil, usageErr(fmt.Errorf("--offline-key: %w", err))
-	}
-	signer, err := note.NewSigner(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return nil, usageErr(fmt.Errorf("--offline-key: not a note signer key: %w", err))
 	}
 	var vs []note.Verifier
 	for _, k := range f.keys {
@@ -128,22 +149,7 @@ func (f *sourceFlags) openOffline(ctx context.Context, query string) (*audit.Sea
 		}
 		srcs = append(srcs, src)
 	}
-	idx := f.indexDir
-	if idx == "" {
-		idx = audit.DefaultIndexDir()
-	}
-	for _, d := range f.dirs {
-		if f.reindex {
-			if err := audit.ResetIndex(idx, d); err != nil {
-				return nil, runtimeErr(err)
-			}
-		}
-	}
-	s, err := audit.OpenSearcher(ctx, idx, srcs)
-	if err != nil {
-		return nil, queryErr(err)
-	}
-	return s, nil
+	return srcs, nil
 }
 
 // queryErr maps an audit error to an exit code: 3 tampered, 2 bad query.

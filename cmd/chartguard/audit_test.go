@@ -138,9 +138,22 @@ func TestAuditProveCLI(t *testing.T) {
 	writeAuditKey(t, dir)
 	pub := filepath.Join(dir, "audit.key.pub")
 	logDir, _ := cliLog(t, dir, "node-1", 9)
-
-	code, proof, errOut := runCLI("audit", "prove", "--index", "5", "--dir", logDir)
+	code, _, errOut := runCLI("audit", "keygen", "--name", "alice", "--out", filepath.Join(dir, "alice.key"))
 	require.Equal(t, 0, code, errOut)
+	offline := []string{"--dir", logDir, "--key", pub, "--offline-reason", "dispute 7", "--offline-key", filepath.Join(dir, "alice.key")}
+	prove := func(index string, extra ...string) (int, string, string) {
+		return runCLI(append([]string{"audit", "prove", "--index", index}, extra...)...)
+	}
+
+	code, _, _ = prove("5", "--dir", logDir)
+	assert.Equal(t, 2, code, "offline needs a reason and the auditor's key")
+	code, proof, errOut := prove("5", offline...)
+	require.Equal(t, 0, code, errOut)
+	recs, err := audit.ReadOfflineAccess(logDir)
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "the offline read is recorded in the copy")
+	assert.Equal(t, "prove index=5", recs[0].Query)
+	assert.Equal(t, "dispute 7", recs[0].Reason)
 	proofFile := filepath.Join(dir, "proof.json")
 	require.NoError(t, os.WriteFile(proofFile, []byte(proof), 0o600))
 
@@ -161,7 +174,7 @@ func TestAuditProveCLI(t *testing.T) {
 	code, _, _ = runCLI("audit", "verify-proof", proofFile, "--key", pub)
 	assert.Equal(t, 3, code)
 
-	code, _, errOut = runCLI("audit", "prove", "--index", "9", "--dir", logDir)
+	code, _, errOut = prove("9", offline...)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "not covered")
 	code, _, _ = runCLI("audit", "prove", "--index", "1")
@@ -182,7 +195,7 @@ func TestAuditProveCLI(t *testing.T) {
 	assert.Equal(t, "/admin/audit/prove?index=5 Bearer 0123456789abcdef0123", asked)
 
 	flipRecord(t, logDir, "/fhir/Patient/p5", "/fhir/Patient/pX")
-	code, _, _ = runCLI("audit", "prove", "--index", "5", "--dir", logDir)
+	code, _, _ = prove("5", offline...)
 	assert.Equal(t, 3, code, "an edited record cannot be proven")
 }
 
