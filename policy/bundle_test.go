@@ -125,6 +125,8 @@ func TestManagerBundle(t *testing.T) {
 		{name: "signed but fails its tests", body: makeBundle(t, "rev-bad", map[string]string{
 			"p.rego": "package chartguard\n\ndecision := {\"allow\": false}\n", "p_test.rego": passingTest}, key),
 			etag: `"e4"`, outcome: OutcomeRefused, revision: "rev-1", errText: "test_allows: fail"},
+		{name: "the refused bundle, asked again, is refused again (not 304 unchanged)",
+			outcome: OutcomeRefused, revision: "rev-1", errText: "test_allows: fail"},
 		{name: "signed, Rego syntax error", body: makeBundle(t, "rev-syntax", map[string]string{"p.rego": "package chartguard\n\ndecision := {\n"}, key),
 			etag: `"e5"`, outcome: OutcomeRefused, revision: "rev-1", errText: "p.rego:"},
 		{name: "good signed bundle", body: makeBundle(t, "rev-2", map[string]string{"p.rego": allowPolicy("2"), "p_test.rego": passingTest}, key),

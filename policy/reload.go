@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +125,7 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	switch {
 	case err != nil:
 		r.Outcome, r.Err, r.Revision = OutcomeRefused, err, r.Previous
+		m.forgetBundle()
 		m.log.Error("policy reload refused; previous revision keeps serving", "trigger", trigger,
 			"source", r.Source, "revision", r.Previous, "error", err)
 	case e == nil || e.Revision() == r.Previous:
@@ -138,12 +140,28 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	return r
 }
 
+// forgetBundle makes the next poll download the bundle in full. OPA's
+// downloader keeps the ETag of every bundle it handed over, refused or
+// not, so without this a bundle refused for a passing reason (a load
+// timeout on a busy machine) would be answered 304 and reported
+// "unchanged" until the server published another.
+func (m *Manager) forgetBundle() {
+	if m.fetcher == nil {
+		return
+	}
+	if f, err := newBundleFetcher(m.cfg.Bundle); err == nil {
+		m.fetcher = f
+	}
+}
+
 // loadBundle downloads the bundle and builds an engine from it; nil, nil
 // when the server says it has not changed.
 func (m *Manager) loadBundle(ctx context.Context) (*Engine, error) {
 	u, err := m.fetcher.fetch(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("policy: bundle download: %w", err)
+		// The error names the URL; its query may carry a token, and the
+		// text reaches the admin's answer and the audit log.
+		return nil, fmt.Errorf("policy: bundle download: %s", redactURLQuery(err.Error(), m.cfg.Bundle.URL))
 	}
 	if u.Bundle == nil {
 		return nil, nil
@@ -228,3 +246,13 @@ func (m *Manager) poll(ctx context.Context) {
 
 // errWatch wraps failures to watch the policy directory.
 var errWatch = errors.New("policy: watch")
+
+// redactURLQuery replaces rawURL's query, wherever msg quotes the URL,
+// with "?…".
+func redactURLQuery(msg, rawURL string) string {
+	base, query, ok := strings.Cut(rawURL, "?")
+	if !ok || query == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, rawURL, base+"?…")
+}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -158,4 +160,33 @@ func TestManagerWatch(t *testing.T) {
 	r = waitFor(OutcomeLoaded, map[string]string{"sub/data.json": `{"x": 2}`, "p.rego": allowPolicy("2")})
 	assert.NotEqual(t, first, r.Revision)
 	assert.Equal(t, r.Revision, m.Revision())
+}
+
+// TestManagerWatchSymlinkedDir: a policy dir that is a symlink (a
+// deployment's "current" link) is watched where it points.
+func TestManagerWatchSymlinkedDir(t *testing.T) {
+	real := policyDir(t, map[string]string{"p.rego": allowPolicy("1")})
+	link := filepath.Join(t.TempDir(), "current")
+	require.NoError(t, os.Symlink(real, link))
+	var rec reloads
+	m, err := NewManager(t.Context(), Config{Dir: link, EvalTimeout: testTimeout}, nil, rec.notify)
+	require.NoError(t, err)
+	first := m.Revision()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	require.Eventually(t, func() bool {
+		writeFile(t, real, "p.rego", allowPolicy("2")) // until the watch is up
+		return m.Revision() != first
+	}, 15*time.Second, 400*time.Millisecond, "a change behind the link reloads")
+}
+
+func TestRedactURLQuery(t *testing.T) {
+	const u = "https://bundles.example.org/b.tar.gz?token=s3cret"
+	got := redactURLQuery(`Get "`+u+`": dial tcp: connection refused`, u)
+	assert.NotContains(t, got, "s3cret")
+	assert.Contains(t, got, "https://bundles.example.org/b.tar.gz?…")
+	assert.Equal(t, "no url here", redactURLQuery("no url here", "https://x/b"))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,7 +23,17 @@ func (m *Manager) watch(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
 	defer w.Close()
-	if err := addTree(w, m.cfg.Dir); err != nil {
+	// A symlinked policy dir (a deployment's "current" link) is watched
+	// where it points: WalkDir does not follow a link at its root and
+	// would otherwise watch nothing, silently.
+	root, err := filepath.EvalSymlinks(m.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errWatch, err)
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", errWatch, m.cfg.Dir)
+	}
+	if err := addTree(w, root); err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
 

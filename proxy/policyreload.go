@@ -15,17 +15,20 @@ import (
 // revision label is a content hash or bundle revision, not an id of a
 // person.
 type policyMetrics struct {
-	decisions    *prometheus.CounterVec
-	reloads      *prometheus.CounterVec
-	revisionInfo *prometheus.GaugeVec
+	allowed, denied, failed prometheus.Counter // decisions by result, resolved once
+	reloads                 *prometheus.CounterVec
+	revisionInfo            *prometheus.GaugeVec
 }
 
 func newPolicyMetrics(reg prometheus.Registerer) *policyMetrics {
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chartguard_policy_decisions_total",
+		Help: "Policy decisions by result: allow, deny, or error (failed and denied).",
+	}, []string{"result"})
 	m := &policyMetrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chartguard_policy_decisions_total",
-			Help: "Policy decisions by result: allow, deny, or error (failed and denied).",
-		}, []string{"result"}),
+		allowed: decisions.WithLabelValues("allow"),
+		denied:  decisions.WithLabelValues("deny"),
+		failed:  decisions.WithLabelValues("error"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chartguard_policy_reloads_total",
 			Help: "Policy reload attempts by trigger (start, watch, admin, signal, poll) and outcome (loaded, unchanged, refused).",
@@ -35,21 +38,20 @@ func newPolicyMetrics(reg prometheus.Registerer) *policyMetrics {
 			Help: "The policy revision serving (value 1).",
 		}, []string{"revision"}),
 	}
-	for _, r := range []string{"allow", "deny", "error"} {
-		m.decisions.WithLabelValues(r)
-	}
-	reg.MustRegister(m.decisions, m.reloads, m.revisionInfo)
+	reg.MustRegister(decisions, m.reloads, m.revisionInfo)
 	return m
 }
 
+// decided counts one decision; it runs on every decision, so the
+// counters are resolved once in newPolicyMetrics.
 func (m *policyMetrics) decided(d chartguard.Decision, err error) {
 	switch {
 	case err != nil:
-		m.decisions.WithLabelValues("error").Inc()
+		m.failed.Inc()
 	case d.Allow:
-		m.decisions.WithLabelValues("allow").Inc()
+		m.allowed.Inc()
 	default:
-		m.decisions.WithLabelValues("deny").Inc()
+		m.denied.Inc()
 	}
 }
 

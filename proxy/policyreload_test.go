@@ -188,8 +188,8 @@ func TestPolicyReloadEndpoint(t *testing.T) {
 			assert.Equal(t, serving, last.Decision.Revision, "decision.revision of the request")
 		})
 	}
-	assert.Positive(t, testutil.ToFloat64(h.proxy.polMetrics.decisions.WithLabelValues("allow")))
-	assert.Positive(t, testutil.ToFloat64(h.proxy.polMetrics.decisions.WithLabelValues("error")), "the string decision failed")
+	assert.Positive(t, testutil.ToFloat64(h.proxy.polMetrics.allowed))
+	assert.Positive(t, testutil.ToFloat64(h.proxy.polMetrics.failed), "the string decision failed")
 }
 
 // TestReloadDuringRequestKeepsRevision: a request held in the EMR while a
