@@ -293,7 +293,7 @@ func (c *Config) validateListeners() error {
 		}
 		if c.Admin.TokenFile == "" {
 			errs = append(errs, errors.New("admin.token_file: required; write a long random token into a file readable only by chartguard"))
-		} else if tok, err := readSecretFile("admin.token_file", c.Admin.TokenFile); err != nil {
+		} else if tok, err := ReadSecretFile("admin.token_file", c.Admin.TokenFile); err != nil {
 			errs = append(errs, err)
 		} else if len(tok) < 16 {
 			errs = append(errs, errors.New("admin.token_file: token shorter than 16 characters; use a long random token"))
@@ -337,7 +337,7 @@ func (c *Config) validateClientCredentials() error {
 	}
 	if a.ClientSecretFile == "" {
 		errs = append(errs, errors.New("upstream.auth.client_secret_file: required when upstream.auth.mode is client_credentials"))
-	} else if sec, err := readSecretFile("upstream.auth.client_secret_file", a.ClientSecretFile); err != nil {
+	} else if sec, err := ReadSecretFile("upstream.auth.client_secret_file", a.ClientSecretFile); err != nil {
 		errs = append(errs, err)
 	} else {
 		c.upstreamSecret = sec
@@ -361,7 +361,7 @@ func isLoopbackHost(h string) bool {
 func (c *Config) validateSSO() error {
 	errs := []error{c.Session.Config.Validate()}
 	if c.ssoEnabled() {
-		sec, err := readSecretFile("oidc.client_secret_file", c.OIDC.ClientSecretFile)
+		sec, err := ReadSecretFile("oidc.client_secret_file", c.OIDC.ClientSecretFile)
 		errs = append(errs, err)
 		c.OIDC.ClientSecret = sec
 		if c.publicURL != nil && c.publicURL.Scheme != "https" && !c.Session.InsecureDev {

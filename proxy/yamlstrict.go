@@ -240,9 +240,11 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// readSecretFile reads a secret from a file named in config, trimming one
-// trailing newline.
-func readSecretFile(key, path string) (string, error) {
+// ReadSecretFile reads a secret from a file named in config, trimming one
+// trailing newline; key names the setting in its errors. Clients of the
+// admin API (the CLI) read the admin token with it, so they send exactly
+// what the server compares against.
+func ReadSecretFile(key, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot read %q: %w; point it at a readable secret file", key, path, err)

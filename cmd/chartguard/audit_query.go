@@ -223,11 +223,11 @@ func (f *sourceFlags) adminTarget() (string, string, error) {
 	if tokenFile == "" {
 		return "", "", usageErr(errors.New("--token-file: required with --admin-url"))
 	}
-	raw, err := os.ReadFile(tokenFile)
+	tok, err := proxy.ReadSecretFile("--token-file", tokenFile)
 	if err != nil {
-		return "", "", usageErr(fmt.Errorf("--token-file: %w", err))
+		return "", "", usageErr(err)
 	}
-	return base, strings.TrimSpace(string(raw)), nil
+	return base, tok, nil
 }
 
 // rangeFlags are the shared time range flags.
