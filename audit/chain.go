@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // chain turns the records into a verifiable log: it keeps the Merkle tree
@@ -38,46 +40,46 @@ type chain struct {
 	cpFailed func()
 
 	// Writer goroutine only.
-	broken    error  // a leaf could not be hashed: catch up before writing
-	pending   []byte // lines written this batch, hashed after the replies
-	requested int64  // size of the last checkpoint handed to the checkpointer
-	retained  int64  // first record kept (the latest retention note)
+	broken    error // a leaf could not be hashed: catch up before writing
+	requested int64 // size of the last checkpoint handed to the checkpointer
 }
 
 // openChain recovers the tree of dir, whose records end before next: it
-// keeps the stored hashes a checkpoint covers, checks them against that
-// checkpoint and recomputes the rest from the records.
-func openChain(dir string, next uint64, signer note.Signer, origin string) (*chain, error) {
+// opens every checkpoint and retention note with verifier (nil: re-sign
+// with signer and compare, see resignVerifier), keeps the stored hashes a
+// checkpoint covers, checks them against that checkpoint and recomputes
+// the rest from the records, comparing them with the stored hashes still
+// in the file.
+//
+// Security: the node signs whatever openChain accepts, so it refuses to
+// start on anything that is not a crash's footprint: a checkpoint it
+// cannot verify, a note of another origin, a record whose hash differs
+// from the one stored when it was written, a record whose seq is not its
+// position, or stored hashes for more records than a crash can take back
+// (cut records). Accepted: someone who deletes the checkpoints and the
+// hashes file together gets their edit signed; only an off-box checkpoint
+// ([VerifyOptions.Trusted]) catches that.
+func openChain(dir string, next uint64, signer note.Signer, verifier note.Verifier, origin string) (*chain, error) {
 	lines, end, err := readLogLines(dir)
 	if err != nil {
 		return nil, err
 	}
+	if verifier == nil {
+		verifier = resignVerifier{signer}
+	}
 	c := &chain{dir: dir, origin: origin, signer: signer, logger: slog.New(slog.DiscardHandler), now: time.Now,
 		toSinks: func([]byte) {}, syncRecords: func() error { return nil }, cpFailed: func() {}}
-	var last Checkpoint
-	for i, ll := range lines {
-		switch ll.Kind {
-		case kindCheckpoint:
-			cp, err := ParseCheckpoint(noteText(ll.Checkpoint))
-			if err != nil {
-				return nil, fmt.Errorf("%w: checkpoints line %d: %w", ErrCorrupt, i+1, err)
-			}
-			last = cp
-			c.haveCP.Store(true)
-		case kindRetention:
-			rn, err := parseRetentionNote(noteText(ll.Note))
-			if err != nil {
-				return nil, fmt.Errorf("%w: checkpoints line %d: %w", ErrCorrupt, i+1, err)
-			}
-			c.retained = max(c.retained, rn.First)
-		}
+	last, err := checkNotes(lines, verifier, origin)
+	if err != nil {
+		return nil, err
 	}
-	if c.haveCP.Load() && last.Origin != origin {
-		return nil, fmt.Errorf("audit: the log in audit.dir has origin %q, this node signs as %q; "+
-			"give each node its own audit.dir (node_id and public_url name the origin)", last.Origin, origin)
+	c.haveCP.Store(last != nil)
+	var keep int64
+	if last != nil {
+		keep = last.Size
 	}
-	if last.Size > int64(next) {
-		return nil, fmt.Errorf("%w: the last checkpoint covers %d records, the segments hold %d", ErrCorrupt, last.Size, next)
+	if keep > int64(next) {
+		return nil, fmt.Errorf("%w: the last checkpoint covers %d records, the segments hold %d", ErrCorrupt, keep, next)
 	}
 	if c.cpFile, err = os.OpenFile(filepath.Join(dir, checkpointsName), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("audit: open checkpoints: %w", err)
@@ -86,24 +88,82 @@ func openChain(dir string, next uint64, signer note.Signer, origin string) (*cha
 		_ = c.cpFile.Close()
 		return nil, fmt.Errorf("audit: trim checkpoints: %w", err)
 	}
-	if c.tree, err = openTree(dir, last.Size); err != nil {
+	if c.tree, err = openTree(dir, keep); err != nil {
 		_ = c.cpFile.Close()
 		return nil, err
 	}
-	c.signed.Store(last.Size)
-	c.requested = last.Size
-	if c.haveCP.Load() {
+	c.signed.Store(keep)
+	c.requested = keep
+	if last != nil {
 		root, err := c.tree.root()
 		if err != nil || root != last.Root {
 			c.close()
-			return nil, fmt.Errorf("%w: stored hashes do not match the last checkpoint (size %d); run `chartguard audit verify`", ErrCorrupt, last.Size)
+			return nil, fmt.Errorf("%w: stored hashes do not match the last checkpoint (size %d); run `chartguard audit verify`", ErrCorrupt, keep)
 		}
+	}
+	// A crash can leave stored hashes for at most the record it cut short
+	// (hashes are written after their records): more means records were cut.
+	if c.tree.stored > tlog.StoredHashCount(int64(next)+1) {
+		c.close()
+		return nil, fmt.Errorf("%w: the hashes file covers more records than the segments hold (%d); "+
+			"records were removed: run `chartguard audit verify`", ErrCorrupt, next)
 	}
 	if err := c.catchUp(next); err != nil {
 		c.close()
 		return nil, err
 	}
+	if err := c.tree.dropStale(); err != nil {
+		c.close()
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkNotes opens every line of the checkpoints file with verifier and
+// checks its origin; it returns the last checkpoint (nil if none).
+func checkNotes(lines []logLine, verifier note.Verifier, origin string) (*Checkpoint, error) {
+	var last *Checkpoint
+	for i, ll := range lines {
+		switch ll.Kind {
+		case kindCheckpoint:
+			cp, err := OpenCheckpoint([]byte(ll.Checkpoint), verifier)
+			if err != nil {
+				return nil, fmt.Errorf("%w: checkpoints line %d: %w; run `chartguard audit verify`", ErrCorrupt, i+1, err)
+			}
+			if cp.Origin != origin {
+				return nil, fmt.Errorf("audit: the log in audit.dir has origin %q, this node signs as %q; "+
+					"give each node its own audit.dir (node_id and public_url name the origin)", cp.Origin, origin)
+			}
+			last = &cp
+		case kindRetention:
+			n, err := note.Open([]byte(ll.Note), note.VerifierList(verifier))
+			if err != nil {
+				return nil, fmt.Errorf("%w: checkpoints line %d: retention note: %w; run `chartguard audit verify`", ErrCorrupt, i+1, err)
+			}
+			rn, err := parseRetentionNote(n.Text)
+			if err != nil {
+				return nil, fmt.Errorf("%w: checkpoints line %d: %w", ErrCorrupt, i+1, err)
+			}
+			if rn.Origin != origin {
+				return nil, fmt.Errorf("%w: checkpoints line %d: retention note of origin %q, this log is %q; "+
+					"run `chartguard audit verify`", ErrCorrupt, i+1, rn.Origin, origin)
+			}
+		}
+	}
+	return last, nil
+}
+
+// resignVerifier verifies notes signed by a key known only as a signer
+// (Config.Signer): Ed25519 signatures are deterministic, so a signature
+// is valid exactly when signing the message again gives the same bytes.
+// A signer that is not deterministic fails closed (every note rejected).
+type resignVerifier struct{ s note.Signer }
+
+func (v resignVerifier) Name() string    { return v.s.Name() }
+func (v resignVerifier) KeyHash() uint32 { return v.s.KeyHash() }
+func (v resignVerifier) Verify(msg, sig []byte) bool {
+	got, err := v.s.Sign(msg)
+	return err == nil && subtle.ConstantTimeCompare(got, sig) == 1
 }
 
 // noteText returns the text of a signed note (without its signatures),
@@ -136,8 +196,14 @@ func (c *chain) catchUp(next uint64) error {
 		if rl.Index != want {
 			return fmt.Errorf("%w: record %d missing from the segments", ErrCorrupt, want)
 		}
+		if seq, ok := recordSeq(rl.Line); !ok || seq != rl.Index {
+			return fmt.Errorf("%w: record in position %d has seq %s; run `chartguard audit verify`", ErrCorrupt, rl.Index, seqText(rl.Line))
+		}
 		if err := c.tree.addLeaf(rl.Line); err != nil {
 			return fmt.Errorf("audit: hash record %d: %w", rl.Index, err)
+		}
+		if err := c.tree.checkStored(); err != nil {
+			return fmt.Errorf("%w: record %d: %w; run `chartguard audit verify`", ErrCorrupt, rl.Index, err)
 		}
 		want++
 	}
@@ -149,9 +215,18 @@ func (c *chain) catchUp(next uint64) error {
 	return nil
 }
 
-// added takes the lines of a chunk just written (and fsynced if durable);
-// afterBatch hashes them.
-func (c *chain) added(buf []byte) { c.pending = append(c.pending, buf...) }
+// added hashes the lines of a chunk just written (and fsynced if
+// durable) as it is handed over, without copying it (the segment writer
+// reuses buf); afterBatch writes the hashes.
+func (c *chain) added(buf []byte) {
+	if c.broken != nil {
+		return
+	}
+	if err := c.tree.addLines(buf); err != nil {
+		c.broken = err
+		c.logger.Error("audit tree hashing failed; recomputing before the next write", "err", err)
+	}
+}
 
 func (c *chain) markUnsigned() {
 	if c.tree.size > c.signed.Load() && c.unsigned.Load() == 0 {
@@ -159,19 +234,9 @@ func (c *chain) markUnsigned() {
 	}
 }
 
-// afterBatch hashes the batch's records, writes their hashes and signs a
+// afterBatch writes the hashes of the batch's records and signs a
 // checkpoint if one is due, before the batch is answered.
 func (c *chain) afterBatch() {
-	if len(c.pending) > 0 && c.broken == nil {
-		if err := c.tree.addLines(c.pending); err != nil {
-			c.broken = err
-			c.logger.Error("audit tree hashing failed; recomputing before the next write", "err", err)
-		}
-	}
-	if cap(c.pending) > 4<<20 {
-		c.pending = nil
-	}
-	c.pending = c.pending[:0]
 	if c.broken != nil {
 		return
 	}
@@ -228,7 +293,6 @@ func (c *chain) applyRetention(current string) error {
 	for _, s := range remove {
 		errs = append(errs, os.Remove(s.path))
 	}
-	c.retained = first
 	errs = append(errs, syncDir(c.dir))
 	c.logger.Info("audit retention removed segments", "segments", len(remove), "first_kept", first)
 	return errors.Join(errs...)

@@ -99,7 +99,7 @@ func TestRecoveryRecomputesHashesAfterLastCheckpoint(t *testing.T) {
 	require.NoError(t, l.Close())
 
 	// As a crash would leave it: the last checkpoint at 20, and hashes
-	// after it lost or garbage (they are not fsynced).
+	// after it not written (zeros: they are not fsynced).
 	cpPath := filepath.Join(cfg.Dir, checkpointsName)
 	editLines(t, cpPath, func(ls [][]byte) [][]byte { return ls[:2] })
 	f, err := os.OpenFile(cpPath, os.O_APPEND|os.O_WRONLY, 0)
@@ -111,7 +111,7 @@ func TestRecoveryRecomputesHashesAfterLastCheckpoint(t *testing.T) {
 	raw, err := os.ReadFile(hashes)
 	require.NoError(t, err)
 	for i := tlog.StoredHashCount(20) * tlog.HashSize; i < int64(len(raw)); i++ {
-		raw[i] = 0xAA
+		raw[i] = 0
 	}
 	require.NoError(t, os.WriteFile(hashes, raw, 0o600))
 
@@ -225,7 +225,7 @@ func TestRetentionKeepsSegmentsNoCheckpointCovers(t *testing.T) {
 	for _, s := range segs {
 		require.NoError(t, os.Chtimes(s.path, old, old))
 	}
-	c, err := openChain(cfg.Dir, 20, testSigner, testOrigin)
+	c, err := openChain(cfg.Dir, 20, testSigner, nil, testOrigin)
 	require.NoError(t, err)
 	defer c.close()
 	c.retention = 24 * time.Hour

@@ -37,10 +37,15 @@
 // [Config.SigningKeyFile]. Checkpoints are appended, fsynced, to the file
 // "checkpoints" as JSON lines {"v":1,"kind":"checkpoint","checkpoint":"<note>"},
 // and the same line goes to the extra sinks so a copy lives off the box
-// (it may reach a sink before the last events it covers). At startup the
-// stored hashes a checkpoint covers are checked against it and the rest
-// are recomputed from the records, so a crash loses nothing the segments
-// hold. [Verify] checks a directory ([ReadDir] only reads it); [Prove] and
+// (it may reach a sink before the last events it covers). At startup
+// every checkpoint and retention note is verified with the node's key and
+// origin, the stored hashes a checkpoint covers are checked against it and
+// the rest are recomputed from the records and compared with the stored
+// hashes still present, so a crash loses nothing the segments hold; a
+// mismatch, a record whose seq is not its position or stored hashes for
+// records the segments no longer hold refuse the start ([ErrCorrupt]),
+// so a restart never signs a tampered history. A non-durable log signs
+// no checkpoint over records it could not fsync. [Verify] checks a directory ([ReadDir] only reads it); [Prove] and
 // [VerifyProof] make and check self-contained inclusion proofs.
 //
 // # Retention

@@ -228,11 +228,15 @@ type segmentWriter struct {
 	open     func(path string) (SegmentFile, error)
 	observe  func(time.Duration) // fsync latency
 
-	f      SegmentFile // nil after a failure: reopened on the next attempt
-	tail   tailState
-	size   int64 // of f: tail.acked plus the zero-filled space after it
-	buf    []byte
-	onTrim func(n int64) // told when n unacknowledged bytes are removed
+	f SegmentFile // nil after a failure: reopened on the next attempt
+	// unsynced: records were written (non-durable log) and no fsync has
+	// succeeded since; with f nil they cannot be made durable until the
+	// segment is reopened, so no checkpoint may cover them.
+	unsynced bool
+	tail     tailState
+	size     int64 // of f: tail.acked plus the zero-filled space after it
+	buf      []byte
+	onTrim   func(n int64) // told when n unacknowledged bytes are removed
 
 	// onChunk is told the lines of each chunk once they are written (and
 	// fsynced if durable): the Merkle tree hashes them.
@@ -318,6 +322,7 @@ func (w *segmentWriter) writeChunk(buf []byte) error {
 	if w.durable {
 		return w.sync()
 	}
+	w.unsynced = true
 	return nil
 }
 
@@ -372,6 +377,7 @@ func (w *segmentWriter) sync() error {
 		w.fail()
 		return fmt.Errorf("fsync segment: %w", err)
 	}
+	w.unsynced = false
 	return nil
 }
 
@@ -399,8 +405,11 @@ func (w *segmentWriter) rotate() error {
 // batches are not fsynced, so a checkpoint never covers records a crash
 // could take back. A durable log has nothing to do.
 func (w *segmentWriter) syncRecords() error {
-	if w.durable || w.f == nil {
+	if w.durable {
 		return nil
+	}
+	if w.f == nil {
+		return w.lostSync()
 	}
 	return w.sync()
 }
@@ -541,6 +550,15 @@ func (w *segmentWriter) fail() {
 	}
 }
 
+// lostSync reports records written without fsync to a segment that a
+// failure has since closed (nil if there are none).
+func (w *segmentWriter) lostSync() error {
+	if w.unsynced {
+		return errors.New("records written since the last fsync could not be made durable (segment closed after a failure)")
+	}
+	return nil
+}
+
 // finish makes the current segment end with its last record, durably:
 // it removes the zero tail of a durable log and syncs a non-durable one
 // (nothing else would).
@@ -554,7 +572,7 @@ func (w *segmentWriter) finish() error {
 // close finishes and closes the segment.
 func (w *segmentWriter) close() error {
 	if w.f == nil {
-		return nil
+		return w.lostSync()
 	}
 	if err := w.finish(); err != nil {
 		return err

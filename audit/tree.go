@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +90,9 @@ func (h *hashStore) flush() error {
 type tree struct {
 	hs   *hashStore
 	size int64 // leaves
+	// stored is how many hashes the file held at open; those past the
+	// last checkpoint are compared as the records are hashed again.
+	stored int64
 }
 
 // addLeaf appends the record line (without '\n') as leaf t.size.
@@ -105,7 +109,7 @@ func (t *tree) addLeaf(line []byte) error {
 // addLines adds every '\n'-terminated line of buf as a leaf.
 func (t *tree) addLines(buf []byte) error {
 	for len(buf) > 0 {
-		i := indexNL(buf)
+		i := bytes.IndexByte(buf, '\n')
 		if i < 0 {
 			return errors.New("record without newline")
 		}
@@ -117,18 +121,11 @@ func (t *tree) addLines(buf []byte) error {
 	return nil
 }
 
-func indexNL(b []byte) int {
-	for i, c := range b {
-		if c == '\n' {
-			return i
-		}
-	}
-	return -1
-}
-
-// openTree opens the hashes file of dir for the writer, keeps the hashes of
-// the first keep leaves (those a signed checkpoint covers, fsynced before
-// it was signed) and drops the rest, which are recomputed from the records.
+// openTree opens the hashes file of dir for the writer and keeps the
+// hashes of the first keep leaves (those a signed checkpoint covers,
+// fsynced before it was signed). The hashes after them stay in the file
+// until the records are hashed again ([tree.checkStored] compares them)
+// and [tree.dropStale] removes them.
 func openTree(dir string, keep int64) (*tree, error) {
 	f, err := os.OpenFile(dir+string(os.PathSeparator)+hashesName, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -144,16 +141,68 @@ func openTree(dir string, keep int64) (*tree, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("%w: hashes file holds %d bytes, the last checkpoint needs %d", ErrCorrupt, info.Size(), n*tlog.HashSize)
 	}
-	if err := f.Truncate(n * tlog.HashSize); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("audit: trim hashes: %w", err)
-	}
 	t := &tree{hs: &hashStore{f: f, durable: n, memBase: n}, size: keep}
+	if t.stored, err = writtenHashes(f, n, info.Size()/tlog.HashSize); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
 	if err := t.loadRecent(); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// writtenHashes returns the number of stored hashes in f (which holds
+// have, the first from of them covered by a checkpoint) without the
+// all-zero ones at its end: space a crash extended the file by before
+// the hashes reached it. (A SHA-256 hash of zero is not found by chance.)
+func writtenHashes(f *os.File, from, have int64) (int64, error) {
+	var h tlog.Hash
+	for ; have > from; have-- {
+		if _, err := f.ReadAt(h[:], (have-1)*tlog.HashSize); err != nil {
+			return 0, fmt.Errorf("audit: read hashes: %w", err)
+		}
+		if h != (tlog.Hash{}) {
+			break
+		}
+	}
+	return have, nil
+}
+
+// checkStored compares the hashes the last addLeaf computed with those
+// the hashes file held for that leaf when the tree was opened: a
+// difference means the record changed since it was written. An all-zero
+// stored hash is space a crash left unwritten, not a hash.
+func (t *tree) checkStored() error {
+	from, to := tlog.StoredHashCount(t.size-1), min(tlog.StoredHashCount(t.size), t.stored)
+	if from >= to {
+		return nil
+	}
+	buf := make([]byte, (to-from)*tlog.HashSize)
+	if _, err := t.hs.f.ReadAt(buf, from*tlog.HashSize); err != nil {
+		return fmt.Errorf("read stored hash %d: %w", from, err)
+	}
+	mem := t.hs.mem[from-t.hs.memBase:]
+	for i := range to - from {
+		stored := buf[i*tlog.HashSize : (i+1)*tlog.HashSize]
+		if !bytes.Equal(mem[i][:], stored) && !bytes.Equal(stored, zeroHash[:]) {
+			return fmt.Errorf("stored hash %d differs from the record's", from+i)
+		}
+	}
+	return nil
+}
+
+var zeroHash tlog.Hash
+
+// dropStale cuts the hashes file back to the hashes a checkpoint covers,
+// once the rest were checked and recomputed (they are written again).
+func (t *tree) dropStale() error {
+	t.stored = 0
+	if err := t.hs.f.Truncate(t.hs.durable * tlog.HashSize); err != nil {
+		return fmt.Errorf("audit: trim hashes: %w", err)
+	}
+	return nil
 }
 
 // loadRecent reads the latest stored hashes into memory.

@@ -130,6 +130,7 @@ func loadCheckpoints(dir string, opts VerifyOptions) ([]signedCheckpoint, int64,
 	}
 	var cps []signedCheckpoint
 	var retained int64
+	var rns []retentionNote
 	for i, ll := range lines {
 		switch ll.Kind {
 		case kindCheckpoint:
@@ -158,10 +159,18 @@ func loadCheckpoints(dir string, opts VerifyOptions) ([]signedCheckpoint, int64,
 			if err != nil {
 				return nil, 0, tampered(retained, "checkpoints line %d: %v", i+1, err)
 			}
-			retained = max(retained, rn.First)
+			rns = append(rns, rn)
 		default:
 			return nil, 0, tampered(lastSize(cps), "checkpoints line %d: unknown kind %q", i+1, ll.Kind)
 		}
+	}
+	// A retention note names its log: one of another origin signed with
+	// the same key (replicas sharing signing_key_file) justifies nothing.
+	for _, rn := range rns {
+		if len(cps) == 0 || rn.Origin != cps[0].Origin {
+			return nil, 0, tampered(0, "retention note of origin %q does not belong to this log", rn.Origin)
+		}
+		retained = max(retained, rn.First)
 	}
 	if opts.Trusted != nil {
 		tc, err := OpenCheckpoint(opts.Trusted, opts.Verifier)

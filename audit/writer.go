@@ -196,6 +196,7 @@ func (l *Log) shutdown() {
 	}
 	if err := l.chain.checkpoint(); err != nil {
 		l.m.cpFailed.Inc()
+		l.logger.Error("audit final checkpoint failed", "err", err)
 		l.lastErr = errors.Join(l.lastErr, fmt.Errorf("audit: final checkpoint: %w", err))
 	}
 	l.chain.close()
