@@ -141,7 +141,9 @@ func (x *dirIndex) open() error {
 		if b := tx.Bucket(bucketMeta); b != nil {
 			if v := b.Get(keyState); v != nil {
 				if json.Unmarshal(v, &x.state) != nil || !x.state.Tree.valid() {
-					x.state = indexState{} // unreadable: rebuilt by catchUp
+					// Unreadable: nothing in the file can be trusted to
+					// belong to the log, so catchUp drops the whole file.
+					x.state = indexState{Pending: true}
 				}
 			}
 		}
@@ -169,6 +171,14 @@ func ResetIndex(indexDir, dir string) error {
 		return fmt.Errorf("audit index: %w", err)
 	}
 	return nil
+}
+
+// invalidate marks the index for a rebuild at the next query: an entry
+// was found corrupt, and a rebuild from the log replaces every entry.
+func (x *dirIndex) invalidate() {
+	st := x.state
+	st.Pending = true
+	_ = x.saveState(st) // if this fails too, the next read fails the same way
 }
 
 // Close closes the index file.
@@ -364,6 +374,14 @@ func (x *dirIndex) index(ctx context.Context, st indexState, target uint64) (ind
 		if rec.Index >= target {
 			break
 		}
+		if rec.Index != st.Tree.Size && st.Tree.Size == 0 {
+			// Retention removed records [0, rec.Index): start from their
+			// stored hashes; the root check against the signed checkpoint
+			// covers them.
+			if st.Tree, err = storedFrontier(x.src.Dir, rec.Index); err != nil {
+				return st, err
+			}
+		}
 		if rec.Index != st.Tree.Size {
 			return st, fmt.Errorf("%w: %s: record %d missing", ErrTampered, x.src.Dir, st.Tree.Size)
 		}
@@ -501,8 +519,11 @@ func (x *dirIndex) loadBlocks() error {
 			return nil
 		}
 		return bb.ForEach(func(k, v []byte) error {
-			if len(k) != 8 || len(v) != 16 || binary.BigEndian.Uint64(k) != uint64(len(x.blocks)) {
-				return fmt.Errorf("%w: audit index: time blocks out of order; rebuild with --reindex", ErrCorrupt)
+			if len(k) != 8 || len(v) != 16 || binary.BigEndian.Uint64(k) < uint64(len(x.blocks)) {
+				return fmt.Errorf("%w: %w: audit index: time blocks out of order", ErrCorrupt, errRebuild)
+			}
+			for uint64(len(x.blocks)) < binary.BigEndian.Uint64(k) {
+				x.blocks = append(x.blocks, noBlock) // removed by retention
 			}
 			x.blocks = append(x.blocks, timeBlock{int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))})
 			return nil

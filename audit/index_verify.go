@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -78,3 +81,40 @@ var errRebuild = errors.New("audit index: log changed; rebuilding")
 
 // sameHash compares two leaf hashes.
 func sameHash(a, b tlog.Hash) bool { return bytes.Equal(a[:], b[:]) }
+
+// noBlock stands for a block retention removed: no time range starts in
+// it and it is after every time (so it never ends a scan early either).
+var noBlock = timeBlock{min: math.MaxInt64, max: math.MinInt64}
+
+// storedFrontier is the compact range over records [0, size) read from
+// the stored hashes of dir, which keeps the hashes of records retention
+// removed. They are checked only through the root they lead to: the
+// caller compares it with a signed checkpoint.
+func storedFrontier(dir string, size uint64) (frontier, error) {
+	f, err := os.Open(filepath.Join(dir, hashesName))
+	if err != nil {
+		return frontier{}, fmt.Errorf("%w: %s: records before %d were removed and their stored hashes are unreadable: %w",
+			ErrTampered, dir, size, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return frontier{}, fmt.Errorf("audit index: %w", err)
+	}
+	have := info.Size() / tlog.HashSize
+	hr := &hashStore{f: f, durable: have, memBase: have}
+	fr := frontier{Size: size}
+	start := uint64(0)
+	for level := 63; level >= 0; level-- {
+		if size&(1<<level) == 0 {
+			continue
+		}
+		hs, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(level, int64(start>>level))})
+		if err != nil {
+			return frontier{}, fmt.Errorf("%w: %s: records before %d were removed: %w", ErrTampered, dir, size, err)
+		}
+		fr.Hashes = append(fr.Hashes, hs[0])
+		start += 1 << level
+	}
+	return fr, nil
+}

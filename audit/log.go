@@ -13,6 +13,7 @@ import (
 
 	"github.com/chartguard/chartguard/chartguard"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
 )
 
 var (
@@ -69,6 +70,8 @@ type Log struct {
 	seg     *segmentWriter // owned by the writer goroutine
 	chain   *chain         // owned by the writer goroutine
 	scratch scratch        // owned by the writer goroutine
+
+	verifier note.Verifier // of the checkpoint signer; set once by New
 }
 
 // New checks cfg, prepares the directory, finds where the log resumes and
@@ -102,15 +105,16 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Log, erro
 	if err := prepareDir(cfg.Dir); err != nil {
 		return nil, err
 	}
-	signer, err := loadSigner(cfg, logger)
+	signer, verifier, err := loadSigner(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
+	l.verifier = verifier
 	tail, err := recoverTail(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	if l.chain, err = openChain(cfg.Dir, tail.next, signer, cfg.origin()); err != nil {
+	if l.chain, err = openChain(cfg.Dir, tail.next, signer, verifier, cfg.origin()); err != nil {
 		return nil, err
 	}
 	if l.m, err = newMetrics(reg, l.sinks, cfg.Dir, l.chain, l.now); err != nil {

@@ -3,6 +3,8 @@ package audit
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -21,32 +23,61 @@ func (c Config) origin() string {
 }
 
 // loadSigner returns the checkpoint signer: cfg.Signer, the key in
-// SigningKeyFile or, if EphemeralKey allows it, a throwaway key.
+// SigningKeyFile or, if EphemeralKey allows it, a throwaway key; and the
+// verifier of its checkpoints (nil for cfg.Signer, whose key is not known).
 //
 // Security: an ephemeral key dies with the process, so nobody can verify
 // this log's checkpoints afterwards; the proxy allows it only for loopback
 // demos (session.insecure_dev) and it is logged at error level.
-func loadSigner(cfg Config, logger *slog.Logger) (note.Signer, error) {
+func loadSigner(cfg Config, logger *slog.Logger) (note.Signer, note.Verifier, error) {
 	switch {
 	case cfg.Signer != nil:
-		return cfg.Signer, nil
+		return cfg.Signer, nil, nil
 	case cfg.SigningKeyFile != "":
-		s, err := LoadSignerFile(cfg.SigningKeyFile)
+		b, err := os.ReadFile(cfg.SigningKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("audit.signing_key_file: %w", err)
+			return nil, nil, fmt.Errorf("audit.signing_key_file: %w", err)
 		}
-		return s, nil
+		s, v, err := signerAndVerifier(string(b))
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit.signing_key_file: %s does not hold a note signer key "+
+				"(create one with `chartguard audit keygen`): %w", cfg.SigningKeyFile, err)
+		}
+		return s, v, nil
 	case cfg.EphemeralKey:
 		skey, _, err := GenerateKey(keyName(cfg.origin()))
 		if err != nil {
-			return nil, fmt.Errorf("audit: ephemeral key: %w", err)
+			return nil, nil, fmt.Errorf("audit: ephemeral key: %w", err)
 		}
 		logger.Error("audit.signing_key_file is not set: checkpoints are signed with a throwaway key " +
 			"and cannot be verified after this process exits; set it outside demos")
-		return note.NewSigner(skey)
+		return signerAndVerifier(skey)
 	}
-	return nil, fmt.Errorf("audit.signing_key_file: required")
+	return nil, nil, fmt.Errorf("audit.signing_key_file: required")
 }
+
+func signerAndVerifier(skey string) (note.Signer, note.Verifier, error) {
+	skey = strings.TrimSpace(skey)
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, nil, err
+	}
+	vkey, err := VerifierFromSignerKey(skey)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, v, nil
+}
+
+// Verifier verifies this log's checkpoints: derived from the signing key
+// loaded at start (a throwaway key included), so the node can verify its
+// own log without reading the key file again. Nil when Config.Signer was
+// given.
+func (l *Log) Verifier() note.Verifier { return l.verifier }
 
 // keyName makes a valid note key name (no spaces or '+') out of s.
 func keyName(s string) string {

@@ -136,7 +136,7 @@ func (x *dirIndex) byPatient(q Query) iter.Seq2[Match, error] {
 			for k, v := c.Seek(patientKey(q.Patient, from, 0)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 				ns, index, ok := splitPatientKey(k[len(prefix):])
 				if !ok {
-					return fmt.Errorf("%w: audit index: bad key; rebuild with --reindex", ErrCorrupt)
+					return fmt.Errorf("%w: audit index: bad key; the next query rebuilds it", ErrCorrupt)
 				}
 				t := time.Unix(0, ns).UTC()
 				if !q.To.IsZero() && !t.Before(q.To) {
@@ -158,6 +158,9 @@ func (x *dirIndex) byPatient(q Query) iter.Seq2[Match, error] {
 			}
 			return nil
 		})
+		if errors.Is(err, ErrCorrupt) {
+			x.invalidate() // this query fails; the next one rebuilds
+		}
 		if err != nil && !errors.Is(err, errStop) {
 			yield(Match{}, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -139,11 +141,27 @@ func tailStep(src Source, tree *frontier, next uint64, emit func([]byte) error) 
 	return size, nil
 }
 
-// emitRecords emits records [from, to) the index verified.
-//
-// Security: they are read again after the index verified them; a
-// rewrite in between would show here and be caught by the next verify.
+// emitRecords emits records [from, to) of the tree the index verified.
+// With a verifier each record is read again and proved to be in that
+// tree (whose root equals the signed checkpoint's) before it is emitted
+// as verified: an inclusion proof from the stored hashes, so a record
+// rewritten after the index verified it fails the tail with ErrTampered.
 func emitRecords(pos TailPosition, from, to uint64, emit func([]byte) error) error {
+	var hr tlog.HashReader
+	if pos.src.Verifier != nil {
+		f, err := os.Open(filepath.Join(pos.src.Dir, hashesName))
+		if err != nil {
+			return fmt.Errorf("%w: stored hashes unreadable: %w", ErrTampered, err)
+		}
+		defer f.Close()
+		info, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		have := info.Size() / tlog.HashSize
+		hr = &hashStore{f: f, durable: have, memBase: have}
+	}
+	root := pos.tree.root()
 	for rec, err := range ReadDir(pos.src.Dir, from) {
 		if err != nil {
 			return err
@@ -151,7 +169,16 @@ func emitRecords(pos TailPosition, from, to uint64, emit func([]byte) error) err
 		if rec.Index >= to {
 			return nil
 		}
-		if err := emit(tailLine(rec.Index, pos.src.Verifier != nil, rec.Line)); err != nil {
+		if hr != nil {
+			proof, err := tlog.ProveRecord(int64(to), int64(rec.Index), hr)
+			if err == nil {
+				err = tlog.CheckRecord(proof, int64(to), root, int64(rec.Index), tlog.RecordHash(rec.Line))
+			}
+			if err != nil {
+				return fmt.Errorf("%w: record %d is not in the signed tree of size %d: %w", ErrTampered, rec.Index, to, err)
+			}
+		}
+		if err := emit(tailLine(rec.Index, hr != nil, rec.Line)); err != nil {
 			return err
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,14 +27,14 @@ import (
 const AuditorHeader = "X-Chartguard-Auditor"
 
 // auditAdmin serves /admin/audit/*: the node's own log, read through the
-// query index. Every request writes an audit_access event before any
+// query index. Every request writes one audit_access event once its status
+// is decided (the log verified, the proof built) and before the first
 // answer byte; if that event cannot be written the answer is 503.
 type auditAdmin struct {
 	p        *Proxy
 	dir      string
 	indexDir string
-	verifier note.Verifier // nil: this node signs with a throwaway key
-	keyErr   error
+	verifier note.Verifier // nil: the audit log knows no verifier (tests)
 	// mu serialises queries: one index file per log, opened per query.
 	mu sync.Mutex
 }
@@ -43,8 +42,8 @@ type auditAdmin struct {
 // registerAuditQueries adds the audit query endpoints behind the admin token.
 func (p *Proxy) registerAuditQueries(mux *http.ServeMux) {
 	a := &auditAdmin{p: p, dir: p.cfg.Audit.Dir, indexDir: auditIndexDir(p.cfg.Audit)}
-	if f := p.cfg.Audit.SigningKeyFile; f != "" {
-		a.verifier, a.keyErr = verifierFromSignerFile(f)
+	if v, ok := p.audit.(interface{ Verifier() note.Verifier }); ok {
+		a.verifier = v.Verifier() // the signer's own, loaded once at start
 	}
 	mux.Handle("GET /admin/audit/search", p.adminAuth(http.HandlerFunc(a.search)))
 	mux.Handle("GET /admin/audit/report", p.adminAuth(http.HandlerFunc(a.report)))
@@ -65,40 +64,73 @@ func auditIndexDir(c AuditConfig) string {
 // verification (the CLI exits 3 on it).
 const StatusVerificationFailed = http.StatusConflict
 
-func (a *auditAdmin) search(w http.ResponseWriter, r *http.Request) {
-	q, err := searchQuery(r.URL.Query())
-	if !a.admit(w, r, err, q.Patient) {
-		return
+// auditQuery is one admin audit request: its request id (computed once),
+// auditor, queried patient and, if its parameters are bad, why.
+type auditQuery struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	rid     string
+	auditor string
+	patient string
+	bad     error
+}
+
+func (a *auditAdmin) newQuery(w http.ResponseWriter, r *http.Request, bad error, patient string) *auditQuery {
+	auditor, aerr := auditorName(r)
+	if bad == nil {
+		bad = aerr
 	}
-	a.withSearcher(w, r, "application/x-ndjson", func(ctx context.Context, s *audit.Searcher) error {
-		return audit.WriteSearch(ctx, w, s, q)
+	rid := requestID(r.Header.Get("X-Request-Id"))
+	w.Header().Set("X-Request-Id", rid)
+	return &auditQuery{w: w, r: r, rid: rid, auditor: auditor, patient: patient, bad: bad}
+}
+
+// refuseBad answers a request with bad parameters 400, after its event.
+func (a *auditAdmin) refuseBad(q *auditQuery) bool {
+	if q.bad == nil {
+		return false
+	}
+	a.commit(q, http.StatusBadRequest)
+	writeText(q.w, http.StatusBadRequest, "bad request: "+q.bad.Error()+"\n")
+	return true
+}
+
+func (a *auditAdmin) search(w http.ResponseWriter, r *http.Request) {
+	sq, err := searchQuery(r.URL.Query())
+	q := a.newQuery(w, r, err, sq.Patient)
+	a.withSearcher(q, "application/x-ndjson", func(ctx context.Context, s *audit.Searcher) error {
+		return audit.WriteSearch(ctx, w, s, sq)
 	})
 }
 
 func (a *auditAdmin) report(w http.ResponseWriter, r *http.Request) {
 	req, err := reportRequest(r.URL.Query(), a.p.now())
-	if !a.admit(w, r, err, req.Patient) {
-		return
-	}
+	q := a.newQuery(w, r, err, req.Patient)
 	ctype := map[string]string{audit.ReportText: "text/plain; charset=utf-8", audit.ReportJSON: "application/json",
 		audit.ReportCSV: "text/csv; charset=utf-8", audit.ReportFHIR: "application/fhir+json"}[req.Format]
-	a.withSearcher(w, r, ctype, func(ctx context.Context, s *audit.Searcher) error {
+	a.withSearcher(q, ctype, func(ctx context.Context, s *audit.Searcher) error {
 		return audit.WriteReport(ctx, w, s, req)
 	})
 }
 
 func (a *auditAdmin) prove(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	index, err := strconv.ParseUint(v.Get("index"), 10, 64)
-	if err != nil || len(v) != 1 && !(len(v) == 2 && v.Has("auditor")) {
+	err := onlyParams(v, "index", "auditor")
+	index, perr := strconv.ParseUint(v.Get("index"), 10, 64)
+	if err == nil && perr != nil {
 		err = errors.New("want ?index=N (a record index)")
 	}
-	if !a.admit(w, r, err, "") {
+	q := a.newQuery(w, r, err, "")
+	if a.refuseBad(q) {
 		return
 	}
 	proof, err := audit.Prove(a.dir, index)
 	if err != nil {
-		a.fail(w, r, err)
+		a.fail(q, err)
+		return
+	}
+	if a.commit(q, http.StatusOK) != http.StatusOK {
+		a.unavailable(q)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -109,27 +141,23 @@ func (a *auditAdmin) prove(w http.ResponseWriter, r *http.Request) {
 func (a *auditAdmin) tail(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	opts := audit.TailOptions{Last: 10, Poll: time.Second}
-	var err error
-	if s := v.Get("last"); s != "" {
+	err := onlyParams(v, "last", "auditor")
+	if s := v.Get("last"); err == nil && s != "" {
 		if opts.Last, err = strconv.ParseUint(s, 10, 32); err != nil {
 			err = errors.New("last: want a count of records")
 		}
 	}
-	if !a.admit(w, r, err, "") {
+	q := a.newQuery(w, r, err, "")
+	if a.refuseBad(q) {
 		return
 	}
-	a.mu.Lock()
-	s, err := audit.OpenSearcher(r.Context(), a.indexDir, []audit.Source{{Dir: a.dir, Verifier: a.verifier}})
+	start, err := a.tailStart(r.Context(), opts.Last)
 	if err != nil {
-		a.mu.Unlock()
-		a.fail(w, r, err)
+		a.fail(q, err)
 		return
 	}
-	start, err := s.TailStart(opts.Last)
-	_ = s.Close()
-	a.mu.Unlock() // a tail runs for long: it must not hold the query lock
-	if err != nil {
-		a.fail(w, r, err)
+	if a.commit(q, http.StatusOK) != http.StatusOK {
+		a.unavailable(q)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -146,92 +174,117 @@ func (a *auditAdmin) tail(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil && r.Context().Err() == nil {
-		a.p.log.Error("audit tail stopped", "request_id", requestID(r.Header.Get("X-Request-Id")), "error", err)
+		a.p.log.Error("audit tail stopped", "request_id", q.rid, "error", err)
 		panic(http.ErrAbortHandler) // the client sees a cut stream, not a clean end
 	}
 }
 
-// withSearcher opens the index (verifying the log) and runs fn under the
-// query lock. Once fn has started writing, a failure can only cut the
-// stream.
-func (a *auditAdmin) withSearcher(w http.ResponseWriter, r *http.Request, ctype string, fn func(context.Context, *audit.Searcher) error) {
+// tailStart verifies the log and returns where a tail of last records
+// starts. The query lock is not held after: a tail runs for long.
+func (a *auditAdmin) tailStart(ctx context.Context, last uint64) (audit.TailPosition, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s, err := audit.OpenSearcher(r.Context(), a.indexDir, []audit.Source{{Dir: a.dir, Verifier: a.verifier}})
+	s, err := a.open(ctx)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return audit.TailPosition{}, err
 	}
 	defer s.Close()
-	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	if err := fn(r.Context(), s); err != nil {
-		a.p.log.Error("audit query failed mid-answer", "request_id", requestID(r.Header.Get("X-Request-Id")), "error", err)
+	return s.TailStart(last)
+}
+
+func (a *auditAdmin) open(ctx context.Context) (*audit.Searcher, error) {
+	return audit.OpenSearcher(ctx, a.indexDir, []audit.Source{{Dir: a.dir, Verifier: a.verifier}})
+}
+
+// withSearcher verifies the log, commits the request's event with the
+// status that decided, and then runs fn under the query lock over the
+// index brought up to date again, so the answer includes the request's
+// own event. Once fn has started writing, a failure can only cut the
+// stream.
+func (a *auditAdmin) withSearcher(q *auditQuery, ctype string, fn func(context.Context, *audit.Searcher) error) {
+	if a.refuseBad(q) {
+		return
+	}
+	ctx := q.r.Context()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, err := a.open(ctx)
+	if err != nil {
+		a.fail(q, err)
+		return
+	}
+	_ = s.Close()
+	if a.commit(q, http.StatusOK) != http.StatusOK {
+		a.unavailable(q)
+		return
+	}
+	q.w.Header().Set("Content-Type", ctype)
+	q.w.Header().Set("Cache-Control", "no-store")
+	q.w.WriteHeader(http.StatusOK)
+	// Security: the log changed between the two opens only by this
+	// request's event, unless it was tampered with in that instant; then
+	// the event says 200 and the client sees a cut stream (logged).
+	if s, err = a.open(ctx); err == nil {
+		err = fn(ctx, s)
+		_ = s.Close()
+	}
+	if err != nil {
+		a.p.log.Error("audit query failed mid-answer", "request_id", q.rid, "error", err)
 		panic(http.ErrAbortHandler)
 	}
 }
 
-// admit writes the request's audit_access event: outcome denied for a
-// bad request (answered 400), allowed otherwise. It returns false when
-// the caller must stop: bad input, or the event could not be written (503,
-// fail closed: no audit record, no answer).
-func (a *auditAdmin) admit(w http.ResponseWriter, r *http.Request, bad error, patient string) bool {
-	auditor, aerr := auditorName(r)
-	if bad == nil {
-		bad = aerr
+// commit writes the request's audit_access event with the status the
+// client is about to get, and returns that status: 503 instead when the
+// event cannot be written and the answer would release log contents (fail
+// closed). A refusal discloses nothing and goes ahead.
+func (a *auditAdmin) commit(q *auditQuery, status int) int {
+	ev := a.event(q, status)
+	err := a.p.audit.Commit(context.WithoutCancel(q.r.Context()), ev)
+	if err == nil {
+		return status
 	}
-	if bad == nil && a.keyErr != nil {
-		a.p.log.Error("audit queries unavailable: cannot derive the checkpoint verifier", "error", a.keyErr)
-		writeText(w, http.StatusServiceUnavailable, "audit queries unavailable: audit.signing_key_file unreadable\n")
-		return false
+	if status < 400 {
+		a.p.log.Error("audit write failed; refusing audit query", "request_id", q.rid, "error", err)
+		status = http.StatusServiceUnavailable
+		ev.Request.Status, ev.Outcome = status, chartguard.OutcomeForStatus(status)
 	}
-	ev := a.event(r, auditor, patient, bad)
-	err := a.p.audit.Commit(r.Context(), ev)
-	if err != nil {
-		a.p.audit.Defer(ev)
-	}
-	if bad != nil {
-		writeText(w, http.StatusBadRequest, "bad request: "+bad.Error()+"\n")
-		return false
-	}
-	if err != nil {
-		a.p.log.Error("audit write failed; refusing audit query", "request_id", ev.Request.ID, "error", err)
-		writeText(w, http.StatusServiceUnavailable, "audit log unavailable\n")
-		return false
-	}
-	return true
+	a.p.audit.Defer(ev)
+	return status
+}
+
+func (a *auditAdmin) unavailable(q *auditQuery) {
+	q.w.Header().Set("Retry-After", "5")
+	writeText(q.w, http.StatusServiceUnavailable, fmt.Sprintf("audit log unavailable (request id %s)\n", q.rid))
 }
 
 // event is the audit_access record of an admin audit query: who (the
 // auditor name and a hash of the admin token), what (the endpoint and
-// its canonical query parameters) and, for a patient query, that patient.
-func (a *auditAdmin) event(r *http.Request, auditor, patient string, bad error) *chartguard.Event {
-	status, outcome := http.StatusOK, chartguard.OutcomeAllowed
-	if bad != nil {
-		status, outcome = http.StatusBadRequest, chartguard.OutcomeDenied
-	}
+// its canonical query parameters), for a patient query that patient, and
+// the status the client got.
+func (a *auditAdmin) event(q *auditQuery, status int) *chartguard.Event {
+	r := q.r
 	_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	sum := sha256.Sum256([]byte(tok))
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	path := r.URL.Path
-	if bad == nil && len(r.URL.RawQuery) > 0 {
+	if q.bad == nil && len(r.URL.RawQuery) > 0 {
 		path += "?" + r.URL.Query().Encode() // canonical; only the queried patient's id
 	}
 	patients := []string{}
-	if patient != "" && bad == nil {
-		patients = []string{patient}
+	if q.patient != "" && q.bad == nil {
+		patients = []string{q.patient}
 	}
 	patientStatus := chartguard.PatientsNone
 	if len(patients) > 0 {
 		patientStatus = chartguard.PatientsKnown
 	}
 	return &chartguard.Event{
-		Action: chartguard.ActionAuditAccess, Outcome: outcome,
-		User: &chartguard.EventUser{Issuer: "chartguard-admin", Subject: auditor, Roles: []string{"auditor"},
+		Action: chartguard.ActionAuditAccess, Outcome: chartguard.OutcomeForStatus(status),
+		User: &chartguard.EventUser{Issuer: "chartguard-admin", Subject: q.auditor, Roles: []string{"auditor"},
 			Session: hex.EncodeToString(sum[:16])}, // the admin token's hash, never the token
 		Client:  chartguard.EventClient{IP: ip, UserAgent: truncate(r.UserAgent(), 256)},
-		Request: chartguard.EventRequest{ID: requestID(r.Header.Get("X-Request-Id")), Method: r.Method, Path: truncate(path, 2048), Status: status, Bytes: -1},
+		Request: chartguard.EventRequest{ID: q.rid, Method: r.Method, Path: truncate(path, 2048), Status: status, Bytes: -1},
 		Resource: &chartguard.EventResource{Kind: chartguard.KindProxy, Interaction: "search-type", Type: "AuditEvent",
 			Patients: patients, PatientStatus: patientStatus},
 		Count: 1,
@@ -254,20 +307,23 @@ func auditorName(r *http.Request) (string, error) {
 	return name, nil
 }
 
-// fail answers an error found before the first answer byte.
-func (a *auditAdmin) fail(w http.ResponseWriter, r *http.Request, err error) {
-	rid := requestID(r.Header.Get("X-Request-Id"))
+// fail answers an error found before the first answer byte, after
+// committing the request's event with that status.
+func (a *auditAdmin) fail(q *auditQuery, err error) {
+	status, body := http.StatusInternalServerError, "audit query failed"
 	switch {
 	case errors.Is(err, audit.ErrTampered):
-		a.p.log.Error("audit log failed verification", "request_id", rid, "error", err)
-		writeText(w, StatusVerificationFailed, "audit log verification failed: run `chartguard audit verify`\n")
+		a.p.log.Error("audit log failed verification", "request_id", q.rid, "error", err)
+		status, body = StatusVerificationFailed, "audit log verification failed: run `chartguard audit verify`"
 	case errors.Is(err, audit.ErrBadQuery):
-		writeText(w, http.StatusBadRequest, "bad request: "+err.Error()+"\n")
+		status, body = http.StatusBadRequest, "bad request: "+err.Error()
 	case errors.Is(err, context.Canceled):
+		status, body = http.StatusServiceUnavailable, "audit query cancelled" // the client went away
 	default:
-		a.p.log.Error("audit query failed", "request_id", rid, "error", err)
-		writeText(w, http.StatusInternalServerError, fmt.Sprintf("audit query failed (request id %s)\n", rid))
+		a.p.log.Error("audit query failed", "request_id", q.rid, "error", err)
 	}
+	a.commit(q, status)
+	writeText(q.w, status, fmt.Sprintf("%s (request id %s)\n", body, q.rid))
 }
 
 // searchQuery parses /admin/audit/search parameters.
@@ -336,18 +392,4 @@ func onlyParams(v url.Values, allowed ...string) error {
 		}
 	}
 	return nil
-}
-
-// verifierFromSignerFile derives the public checkpoint verifier from the
-// node's signing key file: the node verifies its own log before answering.
-func verifierFromSignerFile(path string) (note.Verifier, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("audit.signing_key_file: %w", err)
-	}
-	vkey, err := audit.VerifierFromSignerKey(string(raw))
-	if err != nil {
-		return nil, fmt.Errorf("audit.signing_key_file: %w", err)
-	}
-	return note.NewVerifier(vkey)
 }

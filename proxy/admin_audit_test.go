@@ -71,7 +71,9 @@ func newAuditAdminFixture(t *testing.T, alog func(cfg audit.Config) auditLog) *a
 	f := &auditAdminFixture{dir: cfg.Audit.Dir, verifier: v, log: real}
 	var used auditLog = real
 	if alog != nil {
-		used = alog(ac)
+		if l := alog(ac); l != nil { // nil: the real log, after the hook ran
+			used = l
+		}
 	}
 	p, err := assemble(context.Background(), &cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), authFunc{}, decideFunc(allowAll), used)
 	require.NoError(t, err)
@@ -158,7 +160,68 @@ func TestAdminAuditFailsClosed(t *testing.T) {
 		assert.NotContains(t, w.Body.String(), "Dr One")
 	}
 	_, deferred := failing.all()
-	assert.Len(t, deferred, 4, "the refused queries' events go to the recovery queue")
+	require.Len(t, deferred, 4, "the refused queries' events go to the recovery queue")
+	for _, ev := range deferred { // what the client got, not what was meant
+		assert.Equal(t, http.StatusServiceUnavailable, ev.Request.Status, ev.Request.Path)
+		assert.Equal(t, chartguard.OutcomeError, ev.Outcome, ev.Request.Path)
+	}
+}
+
+// tamper rewrites "Dr One" in the log's first segment in place: the log
+// no longer matches its signed checkpoints.
+func (f *auditAdminFixture) tamper(t *testing.T) {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(f.dir, "*"))
+	require.NoError(t, err)
+	for _, name := range segs {
+		b, err := os.ReadFile(name)
+		require.NoError(t, err)
+		if i := strings.Index(string(b), "Dr One"); i >= 0 {
+			fh, err := os.OpenFile(name, os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = fh.WriteAt([]byte("Dr Two"), int64(i))
+			require.NoError(t, err)
+			require.NoError(t, fh.Close())
+			return
+		}
+	}
+	t.Fatal("no record to tamper with")
+}
+
+// TestAdminAuditEventHasFinalStatus: a query refused after its
+// parameters were accepted (the log fails verification) is audited with
+// the status the client got, under the request id the client was told.
+func TestAdminAuditEventHasFinalStatus(t *testing.T) {
+	f := newAuditAdminFixture(t, nil)
+	f.tamper(t)
+	for i, target := range []string{"/admin/audit/search?patient=pt-1", "/admin/audit/report?patient=pt-1",
+		"/admin/audit/tail", "/admin/audit/prove?index=0"} {
+		w, access := f.get(t, target, testAdminToken, nil) // no X-Request-Id: the node makes one
+		require.Equal(t, StatusVerificationFailed, w.Code, "%s: %s", target, w.Body.String())
+		assert.NotContains(t, w.Body.String(), "Dr ")
+		require.Len(t, access, i+1, target)
+		ev := access[i]
+		assert.Equal(t, StatusVerificationFailed, ev.Request.Status, target)
+		assert.Equal(t, chartguard.OutcomeDenied, ev.Outcome, target)
+		require.Len(t, ev.Request.ID, 32, target)
+		assert.Equal(t, ev.Request.ID, w.Header().Get("X-Request-Id"), target)
+		assert.Contains(t, w.Body.String(), ev.Request.ID, target)
+	}
+}
+
+// TestAdminAuditVerifiesWithoutKeyFile: the node verifies its own log
+// with the verifier of the key it loaded at start; the key file being
+// gone later changes nothing.
+func TestAdminAuditVerifiesWithoutKeyFile(t *testing.T) {
+	f := newAuditAdminFixture(t, func(cfg audit.Config) auditLog {
+		require.NoError(t, os.Remove(cfg.SigningKeyFile))
+		return nil
+	})
+	w, access := f.get(t, "/admin/audit/search?patient=pt-1", testAdminToken, nil)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Contains(t, strings.SplitN(w.Body.String(), "\n", 2)[0], `"verified":true`)
+	require.Len(t, access, 1)
+	assert.Equal(t, http.StatusOK, access[0].Request.Status)
 }
 
 func TestAdminAuditBadRequests(t *testing.T) {
@@ -172,12 +235,15 @@ func TestAdminAuditBadRequests(t *testing.T) {
 		"/admin/audit/search?patients=p2",
 		"/admin/audit/prove?index=x",
 		"/admin/audit/tail?last=-1",
+		"/admin/audit/tail?patient=pt-1",
+		"/admin/audit/prove?index=1&index=2",
+		"/admin/audit/prove?index=1&extra=1",
 	} {
 		w, _ := f.get(t, target, testAdminToken, nil)
 		assert.Equal(t, http.StatusBadRequest, w.Code, target)
 	}
 	_, access := f.get(t, "/admin/audit/report?patient=pt-1&patient=pt-2", testAdminToken, nil)
-	require.Len(t, access, 9) // the 8 above and this one
+	require.Len(t, access, 12) // the 11 above and this one
 	for _, ev := range access {
 		assert.Equal(t, chartguard.OutcomeDenied, ev.Outcome)
 		assert.Empty(t, ev.Resource.Patients)
@@ -216,12 +282,18 @@ func TestAdminAuditTail(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	sc := bufio.NewScanner(resp.Body)
 	var got []string
-	for len(got) < 4 && sc.Scan() { // 2 accesses, the tail's own event, its checkpoint
+	// 2 accesses and their checkpoint (verified before the tail's own
+	// event was written), then that event once a checkpoint covers it.
+	for len(got) < 5 && sc.Scan() {
 		got = append(got, sc.Text())
 	}
-	require.Len(t, got, 4)
+	require.Len(t, got, 5)
 	assert.Contains(t, got[0], `"index":0,"verified":true`)
-	assert.Contains(t, got[2], `"action":"audit_access"`)
+	assert.Contains(t, got[2], `"checkpoint"`)
+	assert.Contains(t, got[3], `"index":2,"verified":true`)
+	assert.Contains(t, got[3], `"action":"audit_access"`)
+	assert.Contains(t, got[3], `"status":200`)
+	assert.Contains(t, got[4], `"checkpoint"`)
 	// A record written now shows up once a checkpoint covers it.
 	require.NoError(t, f.log.Commit(context.Background(), &chartguard.Event{Action: "login", Outcome: "allowed"}))
 	require.True(t, sc.Scan())
