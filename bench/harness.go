@@ -106,7 +106,7 @@ type Harness struct {
 // Start starts the upstream, the issuer, the bare proxy and ChartGuard on
 // 127.0.0.1 ephemeral ports and mints the tokens of the mix. ctx bounds
 // startup only; the servers run until Close.
-func Start(ctx context.Context, opts Options) (h *Harness, err error) {
+func Start(ctx context.Context, opts Options) (_ *Harness, err error) {
 	if opts.Tokens <= 0 {
 		opts.Tokens = DefaultTokens
 	}
@@ -118,7 +118,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 			return nil, err
 		}
 	}
-	h = &Harness{}
+	h := &Harness{}
 	defer func() {
 		if err != nil {
 			_ = h.Close()

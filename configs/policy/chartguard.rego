@@ -67,7 +67,7 @@ import input.user
 decision := {
 	"allow": true,
 	"reasons": [],
-	"break_glass": no_break_glass,
+	"break_glass": {"allowed": false, "reasons": []},
 	"require_mfa_within_s": 0,
 	"obligations": {
 		"redact": [],
@@ -91,7 +91,7 @@ decision := {
 } else := {
 	"allow": true,
 	"reasons": [],
-	"break_glass": no_break_glass,
+	"break_glass": {"allowed": false, "reasons": []},
 	"require_mfa_within_s": 0,
 	"obligations": {
 		"redact": object.get(cfg, "redact", []),
@@ -104,14 +104,12 @@ decision := {
 	# response: a search may return Patients (_include), so the SSN is
 	# redacted (no role of the caller is exempt), and the count capped.
 	resource.action == "search"
-	every r in user.roles {
-		not cfg.redact_exempt_roles[r]
-	}
+	not redact_exempt
 	fast_path
 } else := {
 	"allow": true,
 	"reasons": [],
-	"break_glass": no_break_glass,
+	"break_glass": {"allowed": false, "reasons": []},
 	"require_mfa_within_s": 0,
 	"obligations": {
 		"redact": object.get(cfg, "redact", []),
@@ -124,14 +122,15 @@ decision := {
 	# role of the caller is exempt), no count.
 	resource.action in {"read", "vread"}
 	resource.type == "Patient"
-	every r in user.roles {
-		not cfg.redact_exempt_roles[r]
-	}
+	not redact_exempt
 	fast_path
+} else := d if {
+	# The commonest denials, as fast: see fast_denial.
+	d := fast_denial
 } else := {
 	"allow": true,
 	"reasons": [],
-	"break_glass": no_break_glass,
+	"break_glass": {"allowed": false, "reasons": []},
 	"require_mfa_within_s": allow_mfa_within_s,
 	"obligations": obligations,
 } if {
@@ -139,7 +138,7 @@ decision := {
 } else := {
 	"allow": true,
 	"reasons": [],
-	"break_glass": no_break_glass,
+	"break_glass": {"allowed": false, "reasons": []},
 	"require_mfa_within_s": 0,
 	"obligations": {
 		"redact": [],
@@ -152,7 +151,12 @@ decision := {
 	# nothing to redact, count or tag. Malformed labels deny here too.
 	granted_without_role
 	not malformed_labels
-} else := {
+} else := general_denial
+
+# general_denial gives every reason the request is denied, the
+# break-the-glass offer and the tags. decision_test.rego checks that every
+# deny decision equals it.
+general_denial := {
 	"allow": false,
 	"reasons": sort(deny_reasons),
 	"break_glass": break_glass_offer,
@@ -214,31 +218,110 @@ type_label := resource.type if {
 	resource.type != ""
 } else := "all resource types"
 
-# fast_path holds the conditions shared by the two fast bodies of
-# decision (see the first): the lookups come first, as they fail soonest.
+# fast_path holds the conditions shared by the fast allow bodies of
+# decision (see the first): a role of the caller that may take the action
+# on every clinical type, is not self-only, and the care relationship.
+# Under fast_patient these are all that role_grants and the denials
+# check. The lookups come first, as they fail soonest.
 fast_path if {
-	fast_credential
-	resource.kind == "fhir"
-	fast_labels
 	cfg.clinical_types[resource.type]
 	some role in user.roles
 	cfg.roles[role][resource.action]["*"]
 	role != "patient"
 	not cfg.self_only_roles[role]
+	not exporting_role
+	related(fast_patient)
+}
+
+# fast_patient is the one patient of a request of the shape the fast
+# bodies of decision and fast_denial decide: a FHIR request by an
+# authenticated caller with a fast credential, of one known patient who
+# is neither a VIP nor an employee nor the caller, with no sensitive
+# label, where the caller has no linked records and holds no
+# break-the-glass grant, and no mass-access limit is set. Under these,
+# no request-wide denial applies to a read, search or write, and only the
+# role table and the care relationship decide.
+#
+# Wrongly typed fields fail these tests or send the request the general
+# way; none raises an error (the engine treats built-in errors as
+# errors): the caller's own record is found by comparing fhir_user, not
+# by a string function.
+fast_patient := patient if {
+	fast_credential
+	resource.kind == "fhir"
+	fast_labels
 	is_string(user.sub)
 	user.sub != ""
 	resource.patient_status == "known"
 	[patient] := resource.patients
+	is_string(patient)
 	not cfg.vip_patients[patient]
 	not cfg.employee_patients[patient]
-	not user.patient_links[0]
-	not input.session.break_glass[0]
+	not user.patient_links
+	input.session.break_glass in {null, []}
 	not cfg.max_distinct_patients
-	every r in user.roles {
-		not cfg.roles[r].export
-	}
-	related(patient)
-	not startswith(user.fhir_user, "Patient/")
+	not user.fhir_user == concat("/", ["Patient", patient])
+}
+
+# fast_denial decides, for a caller with one role and a request
+# fast_patient takes, the two commonest denials as general_denial would
+# (decision_test.rego checks this):
+#
+#   - a care-team role the table lets take the action, without a care
+#     relationship with the patient: the reason, and the offer of
+#     break-the-glass with the role's reason codes (a role that may not
+#     break glass goes the general way);
+#   - a role the table does not let take the action on the type.
+fast_denial := {
+	"allow": false,
+	"reasons": ["not on the patient's care team"],
+	"break_glass": {"allowed": true, "reasons": sort(codes)},
+	"require_mfa_within_s": break_glass_mfa_within_s,
+	"obligations": no_obligations,
+} if {
+	[role] := user.roles
+	cfg.roles[role][resource.action]["*"]
+	cfg.clinical_types[resource.type]
+	cfg.care_team_roles[role]
+	role != "patient"
+	not cfg.self_only_roles[role]
+	resource.action in {"read", "vread", "search", "history", "create", "update", "patch", "delete"}
+	patient := fast_patient
+	not related(patient)
+	codes := [code | some code, _ in cfg.break_glass_roles[role]]
+	codes != []
+} else := {
+	"allow": false,
+	"reasons": [sprintf("role %s may not %s %s", [role, resource.action, resource.type])],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": no_obligations,
+} if {
+	[role] := user.roles
+	is_string(role)
+	role != ""
+	resource.action in {"read", "vread", "search", "create", "update", "patch", "delete"}
+	is_string(resource.type)
+	not resource.type in {"", "*"}
+	not cfg.roles[role][resource.action]["*"]
+	not cfg.roles[role][resource.action][resource.type]
+	not resource.interaction == "capabilities"
+	fast_patient
+}
+
+# exporting_role holds when a role of the caller may export (block_export
+# is then not constant).
+exporting_role if {
+	some r in user.roles
+	cfg.roles[r].export
+}
+
+# no_obligations are the obligations of a deny that carries no tags.
+no_obligations := {
+	"redact": [],
+	"block_export": false,
+	"max_count": 0,
+	"tags": [],
 }
 
 # fast_labels holds when the resource carries no label that labels.rego

@@ -118,6 +118,17 @@ consistent if {
 	d.allow == expected
 	count(d.reasons) == 0 == expected
 	same_obligations(d)
+	same_denial(d)
+}
+
+# same_denial(d) holds when a deny is the one general_denial computes,
+# whichever body of decision gave it (fast_denial restates the commonest
+# ones): the same reasons, break-the-glass offer, step-up and tags.
+same_denial(d) if d.allow
+
+same_denial(d) if {
+	not d.allow
+	d == chartguard.general_denial
 }
 
 # same_obligations(d) holds when an allowed data request carries the
@@ -275,6 +286,7 @@ askers := [
 	{"user": {"sub": "u1", "roles": ["him", "patient"], "patient_links": ["Patient/p9"]}},
 	{"user": {"sub": "u1", "roles": ["physician"], "fhir_user": "Practitioner/pr3"}, "session": {"mfa": true, "break_glass": [{"patient": "p9", "expires_at": "2026-11-25T12:00:00Z"}]}},
 	{"user": physician, "token": {"kind": "bearer", "scopes": ["user/Observation.rs"]}},
+	{"user": {"sub": "u1", "roles": ["nurse"], "fhir_user": "Patient/p9"}},
 ]
 
 label_sets := [{"labels": []}, {"labels": ["R"]}, {"labels": ["PSY", "V"]}, {"labels": null}]
@@ -460,4 +472,37 @@ test_decision_agrees_on_patient_reads if {
 	])
 	print("inputs where decision disagrees:", bad)
 	bad == []
+}
+
+# The commonest denials have fast bodies (fast_denial): a clinician
+# without a care relationship, offered break-the-glass, and a role the
+# table does not let take the action. Other shapes go the general way.
+read_of(p) := object.union(base, {"resource": {"type": "Observation", "action": "read", "interaction": "read", "id": "o1", "patients": [p]}})
+
+test_fast_denial_takes_a_missing_care_relationship if {
+	d := chartguard.fast_denial with input as read_of("p9")
+	d.reasons == ["not on the patient's care team"]
+	d.break_glass == {"allowed": true, "reasons": ["BTG", "ETREAT"]}
+	d.require_mfa_within_s == 300
+	d == chartguard.general_denial with input as read_of("p9")
+}
+
+test_fast_denial_takes_a_table_denial if {
+	x := object.union(read_of("p1"), {
+		"user": {"roles": ["nurse"]},
+		"resource": {"action": "delete", "interaction": "delete"},
+	})
+	d := chartguard.fast_denial with input as x
+	d.reasons == ["role nurse may not delete Observation"]
+	d.break_glass.allowed == false
+	d == chartguard.general_denial with input as x
+}
+
+test_fast_denial_leaves_other_shapes_to_the_general_path if {
+	# two roles, a VIP, a sensitive label, a grant in the session
+	not chartguard.fast_denial with input as object.union(read_of("p9"), {"user": {"roles": ["physician", "nurse"]}})
+	not chartguard.fast_denial with input as read_of("p7")
+	not chartguard.fast_denial with input as object.union(read_of("p9"), {"resource": {"labels": ["R"]}})
+	not chartguard.fast_denial with input as object.union(read_of("p9"), {"session": {"break_glass": [{"patient": "p2", "expires_at": "2026-11-25T12:00:00Z"}]}})
+	chartguard.decision.reasons == ["not on the patient's care team"] with input as object.union(read_of("p9"), {"user": {"roles": ["physician", "nurse"]}})
 }
