@@ -63,6 +63,9 @@ type Engine struct {
 	enc      *encoder
 	revision string
 	timeout  time.Duration
+	// memoOK: the policy calls no non-deterministic built-in; and
+	// readsResourceID: a rule refers to input.resource.id (see Memo).
+	memoOK, readsResourceID bool
 }
 
 // New loads the policy in cfg.Dir, compiles it as Rego v1 and prepares
@@ -135,7 +138,9 @@ func build(ctx context.Context, cfg Config, src *source, revision, where string,
 	}
 
 	logger.Info("policy loaded", "revision", revision, "modules", len(src.modules))
-	return &Engine{query: query, enc: newEncoder(inputFields(compiler.Modules), src.dataKeys()...), revision: revision, timeout: cfg.EvalTimeout}, nil
+	use := inputFields(compiler.Modules)
+	return &Engine{query: query, enc: newEncoder(use, src.dataKeys()...), revision: revision,
+		timeout: cfg.EvalTimeout, memoOK: deterministic(compiler.Modules), readsResourceID: use.get("resource").get("id") != nil}, nil
 }
 
 // Revision identifies the loaded policy: the first 16 hex digits of a
@@ -153,17 +158,35 @@ func (e *Engine) Revision() string { return e.revision }
 // The policy's clock (time.now_ns) is in.Request.Time when set, so the
 // request and response phases of one request see the same time.
 func (e *Engine) Decide(ctx context.Context, in *chartguard.Input) (chartguard.Decision, error) {
-	return e.decide(ctx, in, nil)
+	return e.decide(ctx, in, nil, nil)
 }
 
-// decide is Decide, with a tracer when explaining.
-func (e *Engine) decide(ctx context.Context, in *chartguard.Input, tracer topdown.QueryTracer) (chartguard.Decision, error) {
+// DecideWith is Decide for one of the decisions of a request: when memo
+// holds the decision of an input the policy cannot tell from in (see
+// [Memo]), it gives that decision, with a fresh ID, without evaluating
+// again. in must carry the request time. A nil memo remembers nothing.
+func (e *Engine) DecideWith(ctx context.Context, in *chartguard.Input, memo *Memo) (chartguard.Decision, error) {
+	return e.decide(ctx, in, memo, nil)
+}
+
+// decide is Decide, with a memo for the request and a tracer when
+// explaining.
+func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, tracer topdown.QueryTracer) (chartguard.Decision, error) {
 	id := newID()
 	if in == nil {
 		return e.deny(id, ReasonInput, fmt.Errorf("%w: nil input", ErrInput))
 	}
 	if err := checkInputSize(in); err != nil {
 		return e.deny(id, ReasonInput, fmt.Errorf("%w: %w", ErrInput, err))
+	}
+	if !e.memoOK || in.Request.Time.IsZero() || tracer != nil || ctx.Err() != nil {
+		memo = nil // (a canceled request is denied by the evaluation below)
+	}
+	if memo != nil {
+		if d, ok := memo.lookup(e, in); ok {
+			d.ID = id
+			return d, nil
+		}
 	}
 	input, err := e.enc.input(in)
 	if err != nil {
@@ -217,6 +240,9 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, tracer topdow
 		return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
 	}
 	d.ID, d.Revision = id, e.revision
+	if memo != nil {
+		memo.remember(d)
+	}
 	return d, nil
 }
 

@@ -39,7 +39,7 @@ const maxExplainRule = 160
 // engine's timeout still applies.
 func (e *Engine) Explain(ctx context.Context, in *chartguard.Input) (chartguard.Decision, Explanation, error) {
 	t := &explainTracer{seen: map[Fired]bool{}}
-	d, err := e.decide(ctx, in, t)
+	d, err := e.decide(ctx, in, nil, t)
 	order := func(a, b Fired) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Rule, b.Rule))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/policy"
 )
 
 // memAudit records committed events and can be told to fail.
@@ -66,7 +67,7 @@ func (m *memAudit) all() (committed, deferred []*chartguard.Event) {
 // decideFunc is a policy fake.
 type decideFunc func(in *chartguard.Input) (chartguard.Decision, error)
 
-func (f decideFunc) Decide(_ context.Context, in *chartguard.Input) (chartguard.Decision, error) {
+func (f decideFunc) DecideWith(_ context.Context, in *chartguard.Input, _ *policy.Memo) (chartguard.Decision, error) {
 	d, err := f(in)
 	d.ID, d.Revision = "dec-1", "rev-test"
 	return d, err
@@ -123,6 +124,15 @@ func (h *harness) seen() []upstreamRecord {
 // records each request, with fake authn, policy and audit.
 func newHarness(t testing.TB, pol decideFunc, mutate func(*Config), upstream http.HandlerFunc) *harness {
 	t.Helper()
+	if pol == nil {
+		pol = allowAll
+	}
+	return newHarnessDecider(t, pol, mutate, upstream)
+}
+
+// newHarnessDecider is newHarness with any policy engine.
+func newHarnessDecider(t testing.TB, pol decider, mutate func(*Config), upstream http.HandlerFunc) *harness {
+	t.Helper()
 	h := &harness{audit: &memAudit{}}
 	if upstream == nil {
 		upstream = func(w http.ResponseWriter, r *http.Request) {
@@ -154,9 +164,6 @@ func newHarness(t testing.TB, pol decideFunc, mutate func(*Config), upstream htt
 		mutate(&cfg)
 	}
 	require.NoError(t, cfg.validate())
-	if pol == nil {
-		pol = allowAll
-	}
 	logger := slog.New(slog.DiscardHandler)
 	p, err := assemble(context.Background(), &cfg, logger, prometheus.NewRegistry(), authFunc{}, pol, h.audit)
 	require.NoError(t, err)

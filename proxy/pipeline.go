@@ -10,6 +10,7 @@ import (
 
 	"github.com/chartguard/chartguard/authn"
 	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/policy"
 	"github.com/chartguard/chartguard/proxy/internal/fhirscan"
 )
 
@@ -101,7 +102,8 @@ type exchange struct {
 	resource   *chartguard.Resource
 	principal  *chartguard.Principal
 	decision   *chartguard.Decision
-	policy     decider // the engine of all its decisions, taken at the first: a reload does not change it
+	policy     decider     // the engine of all its decisions, taken at the first: a reload does not change it
+	memo       policy.Memo // its decisions, for those of resources the policy cannot tell apart
 	committed  bool
 	action     string // the audit action when not the resource's (login, logout)
 	assertion  string // the identity assertion for the upstream, if signed
@@ -245,7 +247,7 @@ func (p *Proxy) decide(ctx context.Context, x *exchange, in *chartguard.Input) c
 		return dec // a relationship could not be checked: denied without the policy
 	}
 	start := time.Now()
-	dec, err := x.policy.Decide(ctx, in)
+	dec, err := x.policy.DecideWith(ctx, in, &x.memo)
 	p.metrics.policyDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.metrics.policyErrors.Inc()

@@ -62,7 +62,7 @@ func (p *Proxy) currentPolicy() decider {
 
 // decider is what the pipeline needs of the policy engine.
 type decider interface {
-	Decide(ctx context.Context, in *chartguard.Input) (chartguard.Decision, error)
+	DecideWith(ctx context.Context, in *chartguard.Input, memo *policy.Memo) (chartguard.Decision, error)
 	Revision() string
 }
 

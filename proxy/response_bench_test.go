@@ -80,7 +80,7 @@ func BenchmarkResponseCheck(b *testing.B) {
 	principal := &chartguard.Principal{
 		Identity: chartguard.Identity{Issuer: "https://idp.example.org", Subject: "dr-pr1", Roles: []string{"physician"},
 			FHIRUser: "Practitioner/pr1"},
-		Token: chartguard.Token{Kind: chartguard.TokenBearer, ClientID: "app"},
+		Token: chartguard.Token{Kind: chartguard.TokenBearer, ClientID: "app", Scopes: []string{"openid", "user/*.rs"}},
 	}
 	cases := []struct {
 		name string

@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartguard/chartguard/chartguard"
+	"github.com/chartguard/chartguard/policy"
 )
 
 // carePolicy allows every request and, in the response phase, denies any
@@ -278,4 +281,34 @@ func TestResponseOfAWriteIsWithheldNotRefused(t *testing.T) {
 	assert.NotContains(t, body, "p2")
 	assert.Equal(t, "Observation/o2/_history/1", resp.Header.Get("Location"))
 	assert.Equal(t, chartguard.OutcomeAllowed, lastEvent(t, h).Outcome)
+}
+
+// TestResponseDecidesEachResourceOnItsOwn runs a real policy that reads
+// the resource id: of three Observations alike in everything else, the
+// one it refuses is withheld and the others are delivered. (Decisions
+// are reused only between resources the policy cannot tell apart.)
+func TestResponseDecidesEachResourceOnItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "p.rego"), []byte(`package chartguard
+
+decision := {"allow": true} if {
+	not input.resource.id == "o2"
+} else := {"allow": false, "reasons": ["this resource is withheld"]}
+`), 0o600))
+	engine, err := policy.New(t.Context(), policy.Config{Dir: dir}, nil)
+	require.NoError(t, err)
+	obs := func(id string) string { return strings.Replace(obsP1, `"id":"o1"`, `"id":"`+id+`"`, 1) }
+	var upstreamURL string
+	h := newHarnessDecider(t, engine, nil, func(w http.ResponseWriter, r *http.Request) {
+		fhirUpstream(200, searchset(upstreamURL, obs("o1"), obs("o2"), obs("o3")))(w, r)
+	})
+	upstreamURL = h.upstream.URL
+
+	resp := h.do(t, "GET", "/fhir/Observation?patient=p1", good, "")
+	body := readBody(t, resp)
+	require.Equal(t, 200, resp.StatusCode, body)
+	assert.Contains(t, body, `"id":"o1"`)
+	assert.NotContains(t, body, `"id":"o2"`)
+	assert.Contains(t, body, `"id":"o3"`)
+	assert.Contains(t, body, "suppressed")
 }

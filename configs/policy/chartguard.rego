@@ -260,7 +260,7 @@ fast_patient := patient if {
 	not user.patient_links
 	input.session.break_glass in {null, []}
 	not cfg.max_distinct_patients
-	not user.fhir_user == concat("/", ["Patient", patient])
+	not patient_user
 }
 
 # fast_denial decides, for a caller with one role and a request
@@ -314,6 +314,14 @@ fast_denial := {
 exporting_role if {
 	some r in user.roles
 	cfg.roles[r].export
+}
+
+# patient_user holds when the caller's fhir_user is a Patient reference
+# (a string starting "Patient/"), written as comparisons, which raise no
+# error on other types.
+patient_user if {
+	user.fhir_user >= "Patient/"
+	user.fhir_user < "Patient0"
 }
 
 # no_obligations are the obligations of a deny that carries no tags.

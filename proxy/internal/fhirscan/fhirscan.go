@@ -3,8 +3,6 @@ package fhirscan
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 )
 
 // Patient status values of [Resource.PatientStatus].
@@ -98,10 +96,11 @@ const outcomeEntry = `{"resource":{"resourceType":"OperationOutcome","issue":[{"
 // Filter finds every resource in body, asks decide about each, and returns
 // the body to send. A top-level Bundle loses the entries holding a denied
 // resource; any other top-level resource is sent unchanged or, if it or
-// anything inside it is denied, not at all ([ErrDenied]). Decisions are
-// memoised per (Type, Patients, PatientStatus, Labels) within one call:
-// decide must not depend on the id. Filter does no I/O and keeps no state
-// between calls; it is safe for concurrent use if decide and Rewrite are.
+// anything inside it is denied, not at all ([ErrDenied]). decide is asked
+// about every resource, in document order (what it may reuse between
+// alike resources is for it to know: policy.Memo). Filter does no I/O and
+// keeps no state between calls; it is safe for concurrent use if decide
+// and Rewrite are.
 func Filter(body []byte, opts Options, decide Decide) (Result, error) {
 	if decide == nil {
 		return Result{}, errors.New("fhirscan: nil Decide")
@@ -113,7 +112,7 @@ func Filter(body []byte, opts Options, decide Decide) (Result, error) {
 	if t.toks[0].kind != kindObject {
 		return Result{}, malformed("top level is not an object")
 	}
-	s := &scan{t: t, opts: opts, decide: decide, memo: make(map[memoKey]bool), res: make([]resource, 0, t.resources)}
+	s := &scan{t: t, opts: opts, decide: decide, res: make([]resource, 0, t.resources)}
 	s.walk(0, -1, false)
 	if len(s.res) == 0 || s.res[0].tok != 0 {
 		return Result{}, malformed("top level has no string resourceType")
@@ -132,7 +131,6 @@ type scan struct {
 	t       *tape
 	opts    Options
 	decide  Decide
-	memo    map[memoKey]bool
 	res     []resource // every resource, in document order
 	patches []patch    // URL rewrites, sorted by offset
 }
@@ -298,12 +296,7 @@ func (s *scan) filterBundle() (Result, error) {
 	return out, nil
 }
 
-// memoKey is what the policy sees of a resource besides its id.
-type memoKey struct {
-	typ, status, patients, labels string
-}
-
-// decideOne describes resource r and decides it, once per distinct key.
+// decideOne describes resource r and decides it.
 func (s *scan) decideOne(r int32) (Resource, bool, error) {
 	patients, status := s.patientsOf(r)
 	d := Resource{
@@ -313,23 +306,9 @@ func (s *scan) decideOne(r int32) (Resource, bool, error) {
 		PatientStatus: status,
 		Labels:        s.labelsOf(r),
 	}
-	key := memoKey{typ: d.Type, status: status, patients: strings.Join(patients, "/")}
-	if len(d.Labels) > 0 {
-		var b strings.Builder
-		for _, l := range d.Labels {
-			b.WriteString(strconv.Itoa(len(l)))
-			b.WriteByte(':')
-			b.WriteString(l)
-		}
-		key.labels = b.String()
-	}
-	if ok, seen := s.memo[key]; seen {
-		return d, ok, nil
-	}
 	ok, err := s.decide(d)
 	if err != nil {
 		return Resource{}, false, fmt.Errorf("fhirscan: decide: %w", err)
 	}
-	s.memo[key] = ok
 	return d, ok, nil
 }

@@ -11,8 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// denyRestricted denies resources labelled R or belonging to patient px. Like
-// a policy, it never looks at the id: decisions are memoised per key.
+// denyRestricted denies resources labelled R or belonging to patient px.
 func denyRestricted(r Resource) (bool, error) {
 	return !slices.Contains(r.Labels, "R") && !slices.Contains(r.Patients, "px"), nil
 }
@@ -279,7 +278,9 @@ func TestFilterRewrite(t *testing.T) {
 	})
 }
 
-func TestFilterMemoises(t *testing.T) {
+// TestFilterDecidesEveryResource: alike resources are each decided, with
+// their own ids, so a policy that reads the id is obeyed.
+func TestFilterDecidesEveryResource(t *testing.T) {
 	var entries []string
 	for _, id := range []string{"o1", "o2", "o3", "o4"} {
 		entries = append(entries, `{"resource":{"resourceType":"Observation","id":"`+id+`","subject":{"reference":"Patient/p1"}}}`)
@@ -292,22 +293,23 @@ func TestFilterMemoises(t *testing.T) {
 		`{"resource":{"resourceType":"Observation","id":"o8","subject":{"reference":"urn:uuid:x"}}}`,
 	)
 	body := `{"resourceType":"Bundle","type":"searchset","entry":[` + strings.Join(entries, ",") + `]}`
-	calls := map[string]int{}
+	var asked []string
 	res, err := Filter([]byte(body), Options{}, func(r Resource) (bool, error) {
-		calls[r.Type+"|"+strings.Join(r.Patients, ",")+"|"+r.PatientStatus+"|"+strings.Join(r.Labels, ",")]++
+		asked = append(asked, r.ID+"|"+r.Type+"|"+strings.Join(r.Patients, ",")+"|"+r.PatientStatus+"|"+strings.Join(r.Labels, ","))
+		if r.ID == "o3" {
+			return false, nil // a policy that reads the id
+		}
 		return denyRestricted(r)
 	})
 	require.NoError(t, err)
-	assert.Equal(t, map[string]int{
-		"Observation|p1|known|":  1,
-		"Observation|p2|known|":  1,
-		"Observation|p1|known|R": 1,
-		"Condition|p1|known|":    1,
-		"Observation||unknown|":  1,
-	}, calls)
-	assert.Equal(t, 2, res.Denied, "memoised denials still withhold every matching entry")
-	assert.Len(t, res.Delivered, 7)
-	assert.Equal(t, "o4", res.Delivered[3].ID, "Delivered carries each resource's own id")
+	assert.Equal(t, []string{
+		"o1|Observation|p1|known|", "o2|Observation|p1|known|", "o3|Observation|p1|known|", "o4|Observation|p1|known|",
+		"o5|Observation|p2|known|", "o6|Observation|p1|known|R", "o7|Observation|p1|known|R",
+		"c1|Condition|p1|known|", "o8|Observation||unknown|",
+	}, asked)
+	assert.Equal(t, 3, res.Denied, "o3 and both R entries are withheld")
+	assert.Len(t, res.Delivered, 6)
+	assert.Equal(t, "o4", res.Delivered[2].ID, "Delivered carries each resource's own id")
 }
 
 func TestFilterDecideError(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"testing"
 )
 
-// fuzzAllowed is the fuzz policy. It looks only at what the memo key holds
-// and what an independent scan can recompute: a resource is denied when it
-// is labelled R or its type name has odd length.
+// fuzzAllowed is the fuzz policy. It looks only at what an independent
+// scan can recompute: a resource is denied when it is labelled R or its
+// type name has odd length.
 func fuzzAllowed(typ string, labels []string) bool {
 	return !slices.Contains(labels, "R") && len(typ)%2 == 0
 }
