@@ -54,8 +54,9 @@ func benchSearchset(upstream string, n int) []byte {
 
 // BenchmarkResponseCheck measures what the response phase adds to a
 // response with the default policy (configs/policy): scanning the body and
-// deciding each distinct (type, patients, labels) of a 100-entry
-// Observation searchset of about 112 KB, and of one 1.4 KB Observation.
+// deciding every resource of a 100-entry Observation searchset of about
+// 112 KB (those the policy cannot tell apart evaluated once: policy.Memo),
+// and of one 1.4 KB Observation.
 // The caller is physician pr1, on p1's care team. Targets (issue): the
 // Bundle ≤ 3 ms median, the single resource ≤ 150 µs.
 func BenchmarkResponseCheck(b *testing.B) {
