@@ -129,8 +129,7 @@ func (a *auditAdmin) prove(w http.ResponseWriter, r *http.Request) {
 		a.fail(q, err)
 		return
 	}
-	if a.commit(q, http.StatusOK) != http.StatusOK {
-		a.unavailable(q)
+	if !a.admit(q) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -156,8 +155,7 @@ func (a *auditAdmin) tail(w http.ResponseWriter, r *http.Request) {
 		a.fail(q, err)
 		return
 	}
-	if a.commit(q, http.StatusOK) != http.StatusOK {
-		a.unavailable(q)
+	if !a.admit(q) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -214,8 +212,7 @@ func (a *auditAdmin) withSearcher(q *auditQuery, ctype string, fn func(context.C
 		return
 	}
 	_ = s.Close()
-	if a.commit(q, http.StatusOK) != http.StatusOK {
-		a.unavailable(q)
+	if !a.admit(q) {
 		return
 	}
 	q.w.Header().Set("Content-Type", ctype)
@@ -251,6 +248,16 @@ func (a *auditAdmin) commit(q *auditQuery, status int) int {
 	}
 	a.p.audit.Defer(ev)
 	return status
+}
+
+// admit commits q's audit_access event for an answer about to be given,
+// and answers 503 instead when it cannot be written.
+func (a *auditAdmin) admit(q *auditQuery) bool {
+	if a.commit(q, http.StatusOK) == http.StatusOK {
+		return true
+	}
+	a.unavailable(q)
+	return false
 }
 
 func (a *auditAdmin) unavailable(q *auditQuery) {

@@ -130,17 +130,8 @@ func (r *relationships) encounters(ctx context.Context, requestID, user, patient
 func (r *relationships) lastEncounter(entries []json.RawMessage, user, patient string, since, now time.Time) encounterFacts {
 	var facts encounterFacts
 	for _, raw := range entries {
-		var enc struct {
-			ResourceType string    `json:"resourceType"`
-			Status       string    `json:"status"`
-			Subject      reference `json:"subject"`
-			Period       period    `json:"period"`
-			Participant  []struct {
-				Individual reference `json:"individual"`
-			} `json:"participant"`
-		}
-		if json.Unmarshal(raw, &enc) != nil || enc.ResourceType != "Encounter" ||
-			r.localRef(enc.Subject.Reference) != "Patient/"+patient {
+		enc, ok := r.encounterOf(raw, patient)
+		if !ok {
 			continue
 		}
 		switch enc.Status {
@@ -183,15 +174,8 @@ func (r *relationships) departmentOf(entries []json.RawMessage, patient string) 
 	var dept string
 	var latest time.Time
 	for _, raw := range entries {
-		var enc struct {
-			ResourceType    string    `json:"resourceType"`
-			Status          string    `json:"status"`
-			Subject         reference `json:"subject"`
-			Period          period    `json:"period"`
-			ServiceProvider reference `json:"serviceProvider"`
-		}
-		if json.Unmarshal(raw, &enc) != nil || enc.ResourceType != "Encounter" || enc.Status != "in-progress" ||
-			r.localRef(enc.Subject.Reference) != "Patient/"+patient {
+		enc, ok := r.encounterOf(raw, patient)
+		if !ok || enc.Status != "in-progress" {
 			continue
 		}
 		org := organizationID(r.localRef(enc.ServiceProvider.Reference))
@@ -201,6 +185,28 @@ func (r *relationships) departmentOf(entries []json.RawMessage, patient string) 
 		}
 	}
 	return dept
+}
+
+// encounter is what the relationship lookups read of an Encounter.
+type encounter struct {
+	ResourceType    string    `json:"resourceType"`
+	Status          string    `json:"status"`
+	Subject         reference `json:"subject"`
+	Period          period    `json:"period"`
+	ServiceProvider reference `json:"serviceProvider"`
+	Participant     []struct {
+		Individual reference `json:"individual"`
+	} `json:"participant"`
+}
+
+// encounterOf decodes raw, an entry of an Encounter search: ok when it is
+// an Encounter of patient.
+func (r *relationships) encounterOf(raw json.RawMessage, patient string) (enc encounter, ok bool) {
+	if json.Unmarshal(raw, &enc) != nil || enc.ResourceType != "Encounter" ||
+		r.localRef(enc.Subject.Reference) != "Patient/"+patient {
+		return encounter{}, false
+	}
+	return enc, true
 }
 
 // encounterTime is when an Encounter last was under way: its end, now if
