@@ -66,6 +66,7 @@ type Engine struct {
 	// memoOK: the policy calls no non-deterministic built-in; and
 	// readsResourceID: a rule refers to input.resource.id (see Memo).
 	memoOK, readsResourceID bool
+	constants               constants // the decisions the policy writes as constants
 }
 
 // New loads the policy in cfg.Dir, compiles it as Rego v1 and prepares
@@ -140,7 +141,8 @@ func build(ctx context.Context, cfg Config, src *source, revision, where string,
 	logger.Info("policy loaded", "revision", revision, "modules", len(src.modules))
 	use := inputFields(compiler.Modules)
 	return &Engine{query: query, enc: newEncoder(use, src.dataKeys()...), revision: revision,
-		timeout: cfg.EvalTimeout, memoOK: deterministic(compiler.Modules), readsResourceID: use.get("resource").get("id") != nil}, nil
+		timeout: cfg.EvalTimeout, memoOK: deterministic(compiler.Modules), readsResourceID: use.get("resource").get("id") != nil,
+		constants: constantDecisions(compiler.GetRules(ref))}, nil
 }
 
 // Revision identifies the loaded policy: the first 16 hex digits of a
@@ -203,11 +205,13 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, stopper.Cancel.Cancel)()
 	}
-	opts := make([]rego.EvalOption, 4, 6)
+	cache := getFlatCache()
+	opts := make([]rego.EvalOption, 5, 7)
 	opts[0] = rego.EvalParsedInput(input)
 	opts[1] = rego.EvalExternalCancel(stopper.Cancel)
-	opts[2] = rego.EvalBaseCache(noBaseCache{})
-	opts[3] = rego.EvalMetrics(metrics.NoOp())
+	opts[2] = evalNoBaseCache
+	opts[3] = evalNoMetrics
+	opts[4] = rego.EvalVirtualCache(cache)
 	if !in.Request.Time.IsZero() {
 		opts = append(opts, rego.EvalTime(in.Request.Time))
 	}
@@ -216,6 +220,7 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 	}
 	start := time.Now()
 	rs, err := e.query.Eval(ctx, opts...)
+	putFlatCache(cache) // OPA is done with it: Eval runs no goroutine
 	if time.Since(start) >= e.timeout {
 		stopper.expired.Store(true) // the timer may not have run yet
 	}
@@ -229,15 +234,16 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 		return e.evalFailed(ctx, stopper.expired.Load(), id, err)
 	}
 
-	d, err := decisionFromResult(rs)
-	switch {
-	case errors.Is(err, ErrUndefined):
-		return e.deny(id, ReasonUndefined, err)
-	case err != nil:
-		return e.deny(id, ReasonMalformed, err)
-	}
-	if err := checkRedactPaths(d.Obligations.Redact); err != nil {
-		return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
+	d, ok := e.constants.lookup(rs)
+	if !ok {
+		if d, err = decisionFromResult(rs); errors.Is(err, ErrUndefined) {
+			return e.deny(id, ReasonUndefined, err)
+		} else if err != nil {
+			return e.deny(id, ReasonMalformed, err)
+		}
+		if err := checkRedactPaths(d.Obligations.Redact); err != nil {
+			return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
+		}
 	}
 	d.ID, d.Revision = id, e.revision
 	if memo != nil {
@@ -287,6 +293,12 @@ func (d *deadline) expire() {
 	d.expired.Store(true)
 	d.Cancel.Cancel()
 }
+
+// The evaluation options every decision shares, built once.
+var (
+	evalNoBaseCache = rego.EvalBaseCache(noBaseCache{})
+	evalNoMetrics   = rego.EvalMetrics(metrics.NoOp())
+)
 
 // noBaseCache is an OPA base-document cache that caches nothing.
 //

@@ -76,23 +76,28 @@ func newEncoder(use *fields, extra ...string) *encoder {
 }
 
 // object collects the items of one input object, leaving out the keys the
-// policy does not read.
+// policy does not read. The items live in the object itself, on the
+// caller's stack: ast.NewObject copies them. Every object of the input
+// has at most maxKeys keys (resource has the most); TestInputValueMatchesJSON
+// fills every field, so a field added past that fails it.
 type object struct {
 	e     *encoder
 	use   *fields
-	items [][2]*ast.Term
+	n     int
+	items [maxKeys][2]*ast.Term
 }
 
-func (e *encoder) object(use *fields, size int) object {
-	return object{e: e, use: use, items: make([][2]*ast.Term, 0, size)}
-}
+const maxKeys = 10
+
+func (e *encoder) object(use *fields) object { return object{e: e, use: use} }
 
 // wants reports whether the policy reads key; the value need not be built
 // otherwise.
 func (o *object) wants(key string) bool { return o.use.get(key) != nil }
 
 func (o *object) add(key string, value *ast.Term) {
-	o.items = append(o.items, [2]*ast.Term{o.e.str(key), value})
+	o.items[o.n] = [2]*ast.Term{o.e.str(key), value}
+	o.n++
 }
 
 func (o *object) str(key, s string) {
@@ -155,10 +160,10 @@ func checkTime(t time.Time) error {
 	return err
 }
 
-func (o *object) term() *ast.Term { return ast.ObjectTerm(o.items...) }
+func (o *object) term() *ast.Term { return ast.ObjectTerm(o.items[:o.n]...) }
 
 func (e *encoder) input(in *chartguard.Input) (ast.Value, error) {
-	o := e.object(e.use, 7)
+	o := e.object(e.use)
 	if u := e.use.get("user"); u != nil {
 		o.add("user", e.identity(&in.User, u))
 	}
@@ -186,15 +191,15 @@ func (e *encoder) input(in *chartguard.Input) (ast.Value, error) {
 		o.add("relationship", e.relationships(in.Relationship, u))
 	}
 	if u := e.use.get("usage"); u != nil {
-		usage := e.object(u, 1)
+		usage := e.object(u)
 		usage.int("distinct_patients_window", int64(in.Usage.DistinctPatientsWindow))
 		o.add("usage", usage.term())
 	}
-	return ast.NewObject(o.items...), nil
+	return ast.NewObject(o.items[:o.n]...), nil
 }
 
 func (e *encoder) identity(u *chartguard.Identity, use *fields) *ast.Term {
-	o := e.object(use, 9)
+	o := e.object(use)
 	o.str("iss", u.Issuer)
 	o.str("sub", u.Subject)
 	o.optStr("name", u.Name)
@@ -208,7 +213,7 @@ func (e *encoder) identity(u *chartguard.Identity, use *fields) *ast.Term {
 }
 
 func (e *encoder) token(t *chartguard.Token, use *fields) *ast.Term {
-	o := e.object(use, 5)
+	o := e.object(use)
 	o.str("kind", t.Kind)
 	o.optStr("client_id", t.ClientID)
 	o.optStrs("scopes", t.Scopes)
@@ -230,7 +235,7 @@ func (e *encoder) session(s *chartguard.SessionInfo, use *fields) (*ast.Term, er
 	if use == nil {
 		return nil, nil
 	}
-	o := e.object(use, 5)
+	o := e.object(use)
 	o.boolean("mfa", s.MFA)
 	o.str("mfa_method", s.MFAMethod)
 	o.int("mfa_age_s", s.MFAAgeS)
@@ -254,7 +259,7 @@ func (e *encoder) grants(gs []chartguard.BTGGrant) (*ast.Term, error) {
 	terms := make([]*ast.Term, len(gs))
 	for i := range gs {
 		g := &gs[i]
-		o := e.object(allFields, 4)
+		o := e.object(allFields)
 		o.str("grant", g.Grant)
 		o.str("patient", g.Patient)
 		o.str("reason", g.Reason)
@@ -275,7 +280,7 @@ func (e *encoder) request(r *chartguard.Request, use *fields) (*ast.Term, error)
 		}
 		return nil, nil
 	}
-	o := e.object(use, 5)
+	o := e.object(use)
 	o.str("method", r.Method)
 	o.str("path", r.Path)
 	if o.wants("query") {
@@ -302,7 +307,7 @@ func (e *encoder) query(q map[string][]string, use *fields) *ast.Term {
 }
 
 func (e *encoder) resource(r *chartguard.Resource, use *fields) *ast.Term {
-	o := e.object(use, 11)
+	o := e.object(use)
 	o.str("kind", r.Kind)
 	o.optStr("phase", r.Phase)
 	o.str("type", r.Type)
@@ -326,7 +331,7 @@ func (e *encoder) relationships(m map[string]chartguard.Relationship, use *field
 			continue
 		}
 		// Deeper levels are always whole (see inputFields).
-		o := e.object(allFields, 4)
+		o := e.object(allFields)
 		o.boolean("care_team", rel.CareTeam)
 		o.boolean("pcp", rel.PCP)
 		if rel.EncounterDaysAgo != nil {

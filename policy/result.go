@@ -34,39 +34,59 @@ func decisionFromResult(rs rego.ResultSet) (chartguard.Decision, error) {
 // the contract's type when present. Keys outside the contract are ignored.
 // Error messages name keys and types, never values: values may echo input.
 //
-// Each object is read in one pass over its keys (this runs on every
-// decision).
+// Keys are looked up with prebuilt terms (this runs on every decision that
+// is not a constant, and closures over the result would put it on the
+// heap).
 func parseDecision(v ast.Value) (chartguard.Decision, error) {
 	var d chartguard.Decision
 	obj, ok := v.(ast.Object)
 	if !ok {
 		return d, fmt.Errorf("%w: decision is %s, want object", ErrShape, ast.ValueName(v))
 	}
-	var hasAllow bool
-	err := eachKey(obj, func(key string, t *ast.Term) (err error) {
-		switch key {
-		case "allow":
-			hasAllow = true
-			d.Allow, err = asBool("allow", t)
-		case "reasons":
-			d.Reasons, err = asStrings("reasons", t)
-		case "require_mfa_within_s":
-			d.RequireMFAWithinS, err = asCount("require_mfa_within_s", t)
-		case "break_glass":
-			d.BreakGlass, err = parseBreakGlass(t)
-		case "obligations":
-			d.Obligations, err = parseObligations(t)
-		}
-		return err
-	})
-	switch {
-	case !hasAllow:
-		return chartguard.Decision{}, fmt.Errorf("%w: decision has no allow", ErrShape)
-	case err != nil:
+	t := obj.Get(keyAllow)
+	if t == nil {
+		return d, fmt.Errorf("%w: decision has no allow", ErrShape)
+	}
+	var err error
+	if d.Allow, err = asBool("allow", t); err != nil {
 		return chartguard.Decision{}, err
+	}
+	if t := obj.Get(keyReasons); t != nil {
+		if d.Reasons, err = asStrings("reasons", t); err != nil {
+			return chartguard.Decision{}, err
+		}
+	}
+	if t := obj.Get(keyMFA); t != nil {
+		if d.RequireMFAWithinS, err = asCount("require_mfa_within_s", t); err != nil {
+			return chartguard.Decision{}, err
+		}
+	}
+	if t := obj.Get(keyBreakGlass); t != nil {
+		if d.BreakGlass, err = parseBreakGlass(t); err != nil {
+			return chartguard.Decision{}, err
+		}
+	}
+	if t := obj.Get(keyObligations); t != nil {
+		if d.Obligations, err = parseObligations(t); err != nil {
+			return chartguard.Decision{}, err
+		}
 	}
 	return d, nil
 }
+
+// The keys of the decision contract, as terms for ast.Object.Get.
+var (
+	keyAllow       = ast.StringTerm("allow")
+	keyReasons     = ast.StringTerm("reasons")
+	keyMFA         = ast.StringTerm("require_mfa_within_s")
+	keyBreakGlass  = ast.StringTerm("break_glass")
+	keyObligations = ast.StringTerm("obligations")
+	keyAllowed     = ast.StringTerm("allowed")
+	keyRedact      = ast.StringTerm("redact")
+	keyBlockExport = ast.StringTerm("block_export")
+	keyMaxCount    = ast.StringTerm("max_count")
+	keyTags        = ast.StringTerm("tags")
+)
 
 func parseBreakGlass(t *ast.Term) (chartguard.BreakGlass, error) {
 	var bg chartguard.BreakGlass
@@ -74,17 +94,16 @@ func parseBreakGlass(t *ast.Term) (chartguard.BreakGlass, error) {
 	if !ok {
 		return bg, fmt.Errorf("%w: break_glass is %s, want object", ErrShape, ast.ValueName(t.Value))
 	}
-	err := eachKey(obj, func(key string, t *ast.Term) (err error) {
-		switch key {
-		case "allowed":
-			bg.Allowed, err = asBool("break_glass.allowed", t)
-		case "reasons":
-			bg.Reasons, err = asStrings("break_glass.reasons", t)
+	var err error
+	if t := obj.Get(keyAllowed); t != nil {
+		if bg.Allowed, err = asBool("break_glass.allowed", t); err != nil {
+			return chartguard.BreakGlass{}, err
 		}
-		return err
-	})
-	if err != nil {
-		return chartguard.BreakGlass{}, err
+	}
+	if t := obj.Get(keyReasons); t != nil {
+		if bg.Reasons, err = asStrings("break_glass.reasons", t); err != nil {
+			return chartguard.BreakGlass{}, err
+		}
 	}
 	return bg, nil
 }
@@ -95,37 +114,30 @@ func parseObligations(t *ast.Term) (chartguard.Obligations, error) {
 	if !ok {
 		return o, fmt.Errorf("%w: obligations is %s, want object", ErrShape, ast.ValueName(t.Value))
 	}
-	err := eachKey(obj, func(key string, t *ast.Term) (err error) {
-		switch key {
-		case "redact":
-			o.Redact, err = asStrings("obligations.redact", t)
-		case "block_export":
-			o.BlockExport, err = asBool("obligations.block_export", t)
-		case "max_count":
-			var n int64
-			n, err = asCount("obligations.max_count", t)
-			o.MaxCount = int(n)
-		case "tags":
-			o.Tags, err = asStrings("obligations.tags", t)
+	var err error
+	if t := obj.Get(keyRedact); t != nil {
+		if o.Redact, err = asStrings("obligations.redact", t); err != nil {
+			return chartguard.Obligations{}, err
 		}
-		return err
-	})
-	if err != nil {
-		return chartguard.Obligations{}, err
+	}
+	if t := obj.Get(keyBlockExport); t != nil {
+		if o.BlockExport, err = asBool("obligations.block_export", t); err != nil {
+			return chartguard.Obligations{}, err
+		}
+	}
+	if t := obj.Get(keyMaxCount); t != nil {
+		n, err := asCount("obligations.max_count", t)
+		if err != nil {
+			return chartguard.Obligations{}, err
+		}
+		o.MaxCount = int(n)
+	}
+	if t := obj.Get(keyTags); t != nil {
+		if o.Tags, err = asStrings("obligations.tags", t); err != nil {
+			return chartguard.Obligations{}, err
+		}
 	}
 	return o, nil
-}
-
-// eachKey calls f for each string key of obj, in key order, until f fails.
-func eachKey(obj ast.Object, f func(key string, value *ast.Term) error) error {
-	var err error
-	obj.Until(func(k, v *ast.Term) bool {
-		if key, ok := k.Value.(ast.String); ok {
-			err = f(string(key), v)
-		}
-		return err != nil
-	})
-	return err
 }
 
 func asBool(name string, t *ast.Term) (bool, error) {
@@ -189,4 +201,49 @@ func asCount(name string, t *ast.Term) (int64, error) {
 		return 0, fmt.Errorf("%w: %s is not an integer in [0, 2^31)", ErrShape, name)
 	}
 	return int64(f), nil
+}
+
+// constants holds the decisions a policy spells out as constants, parsed
+// once at load. OPA returns a rule's ground head as the very term the
+// compiled policy holds, so a result that is one of these terms needs no
+// parsing: the commonest allow is such a constant in the default policy.
+// The compiled policy keeps the terms alive, so their addresses cannot be
+// reused for other values while the Engine exists.
+type constants map[*ast.Term]chartguard.Decision
+
+// constantDecisions parses the ground heads of the rules at ref, else
+// branches included. A head that does not parse or fails the redaction
+// check is left out: it is then parsed, and refused, when it is the result.
+func constantDecisions(rules []*ast.Rule) constants {
+	c := constants{}
+	for _, r := range rules {
+		for ; r != nil; r = r.Else {
+			v := r.Head.Value
+			if v == nil || !v.IsGround() {
+				continue
+			}
+			d, err := parseDecision(v.Value)
+			if err != nil || checkRedactPaths(d.Obligations.Redact) != nil {
+				continue
+			}
+			c[v] = d
+		}
+	}
+	return c
+}
+
+// lookup returns a copy of the constant decision rs holds, if it is one.
+func (c constants) lookup(rs rego.ResultSet) (chartguard.Decision, bool) {
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return chartguard.Decision{}, false
+	}
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return chartguard.Decision{}, false
+	}
+	d, ok := c[t]
+	if !ok {
+		return chartguard.Decision{}, false
+	}
+	return cloneDecision(d), true
 }

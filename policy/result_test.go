@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -106,4 +107,117 @@ func TestParseDecisionRejectsHugeExponent(t *testing.T) {
 	)
 	_, err := parseDecision(obj)
 	require.ErrorIs(t, err, ErrShape)
+}
+
+// TestConstantDecisions checks the decisions a policy writes as constants:
+// they are parsed once at load, each Decide gets its own copy, and a
+// computed decision is still parsed from its result.
+func TestConstantDecisions(t *testing.T) {
+	e := newEngine(t, map[string]string{"p.rego": `package chartguard
+
+decision := {
+	"allow": true,
+	"reasons": [],
+	"obligations": {"redact": ["Patient.identifier"], "tags": ["vip"]},
+} if {
+	input.resource.type == "Patient"
+} else := {"allow": false, "reasons": [sprintf("no %s", [input.resource.type])]}
+`}, Config{})
+	require.Len(t, e.constants, 1, "the first head is ground, the else head is not")
+
+	in := physicianRead()
+	in.Resource.Type = "Patient"
+	d, err := e.Decide(t.Context(), &in)
+	require.NoError(t, err)
+	assert.True(t, d.Allow)
+	assert.Equal(t, []string{"Patient.identifier"}, d.Obligations.Redact)
+	assert.Equal(t, []string{"vip"}, d.Obligations.Tags)
+	assert.Equal(t, e.Revision(), d.Revision)
+	assert.Regexp(t, decisionID, d.ID)
+
+	// A caller that changes its decision does not change the next one.
+	d.Obligations.Redact[0], d.Obligations.Tags[0] = "changed", "changed"
+	again, err := e.Decide(t.Context(), &in)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Patient.identifier"}, again.Obligations.Redact)
+	assert.Equal(t, []string{"vip"}, again.Obligations.Tags)
+	assert.NotEqual(t, d.ID, again.ID)
+
+	in.Resource.Type = "Observation"
+	d, err = e.Decide(t.Context(), &in)
+	require.NoError(t, err)
+	assert.False(t, d.Allow)
+	assert.Equal(t, []string{"no Observation"}, d.Reasons)
+}
+
+// TestConstantDecisionsLeaveOutBadHeads: a ground head that breaks the
+// contract is not remembered, so it is refused when it is the result.
+func TestConstantDecisionsLeaveOutBadHeads(t *testing.T) {
+	rules := ast.MustParseModule(`package chartguard
+decision := {"allow": "yes"} if input.a
+decision := {"reasons": ["no allow"]} if input.b
+decision := {"allow": true} if input.c
+`).Rules
+	c := constantDecisions(rules)
+	require.Len(t, c, 1)
+	assert.Equal(t, chartguard.Decision{Allow: true}, c[rules[2].Head.Value])
+
+	e := newEngine(t, map[string]string{"p.rego": `package chartguard
+decision := {"allow": "yes"}
+`}, Config{})
+	assert.Empty(t, e.constants)
+	d, err := e.Decide(t.Context(), new(physicianRead()))
+	require.ErrorIs(t, err, ErrShape)
+	assert.Equal(t, []string{ReasonMalformed}, d.Reasons)
+}
+
+// TestDefaultPolicyCommonAllowIsConstant holds the default policy's
+// commonest allow to the constant path: OPA gives back the head term the
+// compiled policy holds. If an OPA upgrade copied it instead, Decide would
+// still be right, only slower; this test says so.
+func TestDefaultPolicyCommonAllowIsConstant(t *testing.T) {
+	e := newDefaultEngine(t)
+	in := physicianRead()
+	input, err := e.enc.input(&in)
+	require.NoError(t, err)
+	rs, err := e.query.Eval(t.Context(), rego.EvalParsedInput(input))
+	require.NoError(t, err)
+	d, ok := e.constants.lookup(rs)
+	require.True(t, ok, "the fast allow's head should be served parsed")
+	assert.True(t, d.Allow)
+}
+
+// FuzzParseDecision feeds policy results of every shape to parseDecision:
+// it never panics, it either gives a decision or an ErrShape error, and its
+// errors never quote a value (values may echo input, and errors are
+// logged).
+func FuzzParseDecision(f *testing.F) {
+	for _, seed := range []string{
+		`{"allow": true}`,
+		`{"allow": false, "reasons": ["r"], "break_glass": {"allowed": true, "reasons": ["BTG"]}, "require_mfa_within_s": 300, "obligations": {"redact": ["Patient.identifier"], "block_export": true, "max_count": 50, "tags": {"vip"}}}`,
+		`{"allow": "SECRET"}`,
+		`{"allow": true, "reasons": ["a", 1]}`,
+		`{"allow": true, "require_mfa_within_s": 1.5}`,
+		`{"allow": true, "obligations": {"max_count": -1}}`,
+		`{"allow": true, "break_glass": ["SECRET"]}`,
+		`{1: true, "allow": false}`,
+		`["allow", true]`,
+		`null`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		term, err := ast.ParseTerm(text)
+		if err != nil || !term.IsGround() {
+			return
+		}
+		d, err := parseDecision(term.Value)
+		if err != nil {
+			require.ErrorIs(t, err, ErrShape)
+			require.NotContains(t, err.Error(), "SECRET", "an error quotes a value")
+			return
+		}
+		obj := term.Value.(ast.Object)
+		assert.Equal(t, ast.Boolean(d.Allow), obj.Get(ast.StringTerm("allow")).Value)
+	})
 }
