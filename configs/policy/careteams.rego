@@ -66,6 +66,9 @@ cared_for(role, p) if {
 }
 
 # related(p) holds when the user has a care relationship with patient p.
+# It is false, not undefined, otherwise: OPA remembers a call's value but
+# not its absence, so a denial that asks again (fast_denial) is answered
+# from the cache.
 related(p) if {
 	cfg.care_teams[user.fhir_user][p]
 } else if {
@@ -82,4 +85,4 @@ related(p) if {
 	is_string(dept)
 	dept != ""
 	dept == user.department
-}
+} else := false

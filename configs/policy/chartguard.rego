@@ -52,7 +52,12 @@
 # only, membership tests are object lookups, the shape of data.json is
 # checked once at load (data_checks.rego), and deny reasons and the
 # break-the-glass offer are computed only when the request is denied.
-# BenchmarkDecide in package policy measures it.
+# A decision head that is a constant is returned as it stands (ChartGuard
+# parses it once, at load); one that holds computed values is written as
+# object.union(constant part, computed part): OPA copies an object
+# literal holding variables again at every rule it passes through, but a
+# built-in's result only once. BenchmarkDecide in package policy measures
+# it.
 package chartguard
 
 import data.chartguard_data as cfg
@@ -88,36 +93,40 @@ decision := {
 	resource.action in {"read", "vread"}
 	resource.type != "Patient"
 	fast_path
-} else := {
-	"allow": true,
-	"reasons": [],
-	"break_glass": {"allowed": false, "reasons": []},
-	"require_mfa_within_s": 0,
-	"obligations": {
+} else := object.union(
+	{
+		"allow": true,
+		"reasons": [],
+		"break_glass": {"allowed": false, "reasons": []},
+		"require_mfa_within_s": 0,
+	},
+	{"obligations": {
 		"redact": object.get(cfg, "redact", []),
 		"block_export": true,
 		"max_count": object.get(cfg, "search_max_count", 0),
 		"tags": [],
-	},
-} if {
+	}},
+) if {
 	# The same for a search (request phase) and each entry of its
 	# response: a search may return Patients (_include), so the SSN is
 	# redacted (no role of the caller is exempt), and the count capped.
 	resource.action == "search"
 	not redact_exempt
 	fast_path
-} else := {
-	"allow": true,
-	"reasons": [],
-	"break_glass": {"allowed": false, "reasons": []},
-	"require_mfa_within_s": 0,
-	"obligations": {
+} else := object.union(
+	{
+		"allow": true,
+		"reasons": [],
+		"break_glass": {"allowed": false, "reasons": []},
+		"require_mfa_within_s": 0,
+	},
+	{"obligations": {
 		"redact": object.get(cfg, "redact", []),
 		"block_export": true,
 		"max_count": 0,
 		"tags": [],
-	},
-} if {
+	}},
+) if {
 	# The same for a read of a Patient resource: its SSN is redacted (no
 	# role of the caller is exempt), no count.
 	resource.action in {"read", "vread"}
@@ -272,13 +281,22 @@ fast_patient := patient if {
 #     break-the-glass with the role's reason codes (a role that may not
 #     break glass goes the general way);
 #   - a role the table does not let take the action on the type.
-fast_denial := {
-	"allow": false,
-	"reasons": ["not on the patient's care team"],
-	"break_glass": {"allowed": true, "reasons": sort(codes)},
-	"require_mfa_within_s": break_glass_mfa_within_s,
-	"obligations": no_obligations,
-} if {
+fast_denial := object.union(
+	{
+		"allow": false,
+		"reasons": ["not on the patient's care team"],
+		"obligations": {
+			"redact": [],
+			"block_export": false,
+			"max_count": 0,
+			"tags": [],
+		},
+	},
+	{
+		"break_glass": {"allowed": true, "reasons": codes},
+		"require_mfa_within_s": break_glass_mfa_within_s,
+	},
+) if {
 	[role] := user.roles
 	cfg.roles[role][resource.action]["*"]
 	cfg.clinical_types[resource.type]
@@ -288,15 +306,22 @@ fast_denial := {
 	resource.action in {"read", "vread", "search", "history", "create", "update", "patch", "delete"}
 	patient := fast_patient
 	not related(patient)
-	codes := [code | some code, _ in cfg.break_glass_roles[role]]
+	codes := sort(object.keys(cfg.break_glass_roles[role]))
 	codes != []
-} else := {
-	"allow": false,
-	"reasons": [sprintf("role %s may not %s %s", [role, resource.action, resource.type])],
-	"break_glass": {"allowed": false, "reasons": []},
-	"require_mfa_within_s": 0,
-	"obligations": no_obligations,
-} if {
+} else := object.union(
+	{
+		"allow": false,
+		"break_glass": {"allowed": false, "reasons": []},
+		"require_mfa_within_s": 0,
+		"obligations": {
+			"redact": [],
+			"block_export": false,
+			"max_count": 0,
+			"tags": [],
+		},
+	},
+	{"reasons": [sprintf("role %s may not %s %s", [role, resource.action, resource.type])]},
+) if {
 	[role] := user.roles
 	is_string(role)
 	role != ""
@@ -322,14 +347,6 @@ exporting_role if {
 patient_user if {
 	user.fhir_user >= "Patient/"
 	user.fhir_user < "Patient0"
-}
-
-# no_obligations are the obligations of a deny that carries no tags.
-no_obligations := {
-	"redact": [],
-	"block_export": false,
-	"max_count": 0,
-	"tags": [],
 }
 
 # fast_labels holds when the resource carries no label that labels.rego
