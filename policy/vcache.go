@@ -26,10 +26,13 @@ import (
 // Security: a reused cache holds nothing from the evaluation before (put
 // clears it), so one request's rule values cannot answer another's.
 type flatCache struct {
-	terms   []*ast.Term  // the refs of entries, back to back
-	entries []cacheEntry // in order of first Put
-	frames  []int        // index in entries where each pushed frame starts
+	terms   []*ast.Term   // the refs of entries, back to back
+	entries []cacheEntry  // in order of first Put
+	frames  []int         // index in entries where each pushed frame starts
+	index   map[int][]int // hash -> entries in order, once there are more than linearMax
 }
+
+const linearMax = 64
 
 type cacheEntry struct {
 	hash      int
@@ -56,7 +59,7 @@ func putFlatCache(c *flatCache) {
 	}
 	clear(c.terms)
 	clear(c.entries)
-	c.terms, c.entries, c.frames = c.terms[:0], c.entries[:0], c.frames[:0]
+	c.terms, c.entries, c.frames, c.index = c.terms[:0], c.entries[:0], c.frames[:0], nil
 	flatCaches.Put(c)
 }
 
@@ -67,6 +70,13 @@ func (c *flatCache) Push() { c.frames = append(c.frames, len(c.entries)) }
 func (c *flatCache) Pop() {
 	top := c.frames[len(c.frames)-1]
 	c.frames = c.frames[:len(c.frames)-1]
+	if c.index != nil {
+		// The popped entries are the newest, so the last of their hash's.
+		for i := len(c.entries) - 1; i >= top; i-- {
+			h := c.entries[i].hash
+			c.index[h] = c.index[h][:len(c.index[h])-1]
+		}
+	}
 	if top < len(c.entries) {
 		off := c.entries[top].off
 		clear(c.terms[off:])
@@ -78,13 +88,27 @@ func (c *flatCache) Pop() {
 
 // find returns the index of ref's entry in the top frame, or -1.
 func (c *flatCache) find(ref ast.Ref, hash int) int {
-	for i := len(c.entries) - 1; i >= c.frames[len(c.frames)-1]; i-- {
-		e := &c.entries[i]
-		if e.hash == hash && e.n == len(ref) && refEqual(c.terms[e.off:e.off+e.n], ref) {
+	top := c.frames[len(c.frames)-1]
+	if c.index != nil {
+		ids := c.index[hash]
+		for j := len(ids) - 1; j >= 0 && ids[j] >= top; j-- {
+			if c.matches(ids[j], ref) {
+				return ids[j]
+			}
+		}
+		return -1
+	}
+	for i := len(c.entries) - 1; i >= top; i-- {
+		if c.entries[i].hash == hash && c.matches(i, ref) {
 			return i
 		}
 	}
 	return -1
+}
+
+func (c *flatCache) matches(i int, ref ast.Ref) bool {
+	e := &c.entries[i]
+	return e.n == len(ref) && refEqual(c.terms[e.off:e.off+e.n], ref)
 }
 
 func refEqual(a, b ast.Ref) bool {
@@ -114,9 +138,18 @@ func (c *flatCache) Put(ref ast.Ref, value *ast.Term) {
 	hash := ref.Hash()
 	i := c.find(ref, hash)
 	if i < 0 {
+		i = len(c.entries)
 		c.entries = append(c.entries, cacheEntry{hash: hash, off: len(c.terms), n: len(ref)})
 		c.terms = append(c.terms, ref...)
-		i = len(c.entries) - 1
+		switch {
+		case c.index != nil:
+			c.index[hash] = append(c.index[hash], i)
+		case len(c.entries) > linearMax:
+			c.index = make(map[int][]int, 2*len(c.entries))
+			for j, e := range c.entries {
+				c.index[e.hash] = append(c.index[e.hash], j)
+			}
+		}
 	}
 	if value != nil {
 		c.entries[i].value = value

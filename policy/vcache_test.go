@@ -15,7 +15,8 @@ import (
 // TestFlatCacheMatchesOPA drives flatCache and OPA's own virtual cache with
 // the same random Push, Pop, Put and Get calls, over refs that share
 // prefixes, differ in one term or in length, and carry non-string terms
-// (function arguments), and checks every answer agrees. The property
+// (function arguments), and checks every answer agrees, while the cache
+// is searched linearly and after it has outgrown that. The property
 // rests on the caches, not on a policy: whatever OPA asks, ours answers as
 // OPA's would.
 func TestFlatCacheMatchesOPA(t *testing.T) {
@@ -32,6 +33,7 @@ func TestFlatCacheMatchesOPA(t *testing.T) {
 		}
 		return ref
 	}
+	indexed := 0
 	for seed := range uint64(200) {
 		r := rand.New(rand.NewPCG(seed, 0))
 		want, got := topdown.NewVirtualCache(), getFlatCache()
@@ -62,8 +64,14 @@ func TestFlatCacheMatchesOPA(t *testing.T) {
 			}
 		}
 		assert.ElementsMatch(t, refStrings(want.Keys()), refStrings(got.Keys()), "seed %d", seed)
+		if got.index != nil {
+			indexed++
+		}
 		putFlatCache(got)
 	}
+	// Both ways of searching were compared.
+	assert.Positive(t, indexed, "no run outgrew the linear search")
+	assert.Less(t, indexed, 200, "every run outgrew the linear search")
 }
 
 func refStrings(refs []ast.Ref) []string {
@@ -100,32 +108,35 @@ func TestFlatCacheReusedEmpty(t *testing.T) {
 	}
 }
 
-// BenchmarkVirtualCache compares one evaluation's worth of cache use (30
-// rules put and got twice) in OPA's cache and ours.
+// BenchmarkVirtualCache compares one evaluation's worth of cache use (n
+// refs put and got twice) in OPA's cache and ours: 10 is the default
+// policy's, 1000 a policy calling a function for each of many arguments.
 func BenchmarkVirtualCache(b *testing.B) {
-	refs := make([]ast.Ref, 30)
-	for i := range refs {
-		refs[i] = ast.MustParseRef(fmt.Sprintf("data.chartguard.rule%d", i))
-	}
-	run := func(b *testing.B, get func() topdown.VirtualCache, put func(topdown.VirtualCache)) {
-		b.ReportAllocs()
-		for b.Loop() {
-			c := get()
-			for _, ref := range refs {
-				c.Put(ref, ast.InternedTerm(true))
-			}
-			for _, ref := range refs {
-				c.Get(ref)
-				c.Get(ref)
-			}
-			put(c)
+	for _, n := range []int{10, 1000} {
+		refs := make([]ast.Ref, n)
+		for i := range refs {
+			refs[i] = ast.MustParseRef(fmt.Sprintf("data.chartguard.f[%d]", i))
 		}
+		run := func(b *testing.B, get func() topdown.VirtualCache, put func(topdown.VirtualCache)) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c := get()
+				for _, ref := range refs {
+					c.Put(ref, ast.InternedTerm(true))
+				}
+				for _, ref := range refs {
+					c.Get(ref)
+					c.Get(ref)
+				}
+				put(c)
+			}
+		}
+		b.Run(fmt.Sprintf("opa/%d", n), func(b *testing.B) {
+			run(b, topdown.NewVirtualCache, func(topdown.VirtualCache) {})
+		})
+		b.Run(fmt.Sprintf("flat/%d", n), func(b *testing.B) {
+			run(b, func() topdown.VirtualCache { return getFlatCache() },
+				func(c topdown.VirtualCache) { putFlatCache(c.(*flatCache)) })
+		})
 	}
-	b.Run("opa", func(b *testing.B) {
-		run(b, topdown.NewVirtualCache, func(topdown.VirtualCache) {})
-	})
-	b.Run("flat", func(b *testing.B) {
-		run(b, func() topdown.VirtualCache { return getFlatCache() },
-			func(c topdown.VirtualCache) { putFlatCache(c.(*flatCache)) })
-	})
 }
