@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -423,4 +424,25 @@ func copyDefaultPolicy(tb testing.TB, change func(map[string]any)) string {
 	require.NoError(tb, err)
 	require.NoError(tb, os.WriteFile(filepath.Join(dir, "data.json"), out, 0o600))
 	return dir
+}
+
+// TestDefaultPolicyCompilesConcurrently compiles the default policy on
+// several goroutines at once, many times. Under -race (as CI runs it) this
+// catches a construct that makes OPA's type checker write to shared
+// state: in OPA 1.22 an else chain whose heads mix object literals and
+// object.union results writes to object.union's global result type at
+// every compile.
+func TestDefaultPolicyCompilesConcurrently(t *testing.T) {
+	src, err := loadDir(defaultDir, false)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 4 {
+				_, err := src.compiler()
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
 }

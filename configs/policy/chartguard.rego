@@ -53,11 +53,12 @@
 # checked once at load (data_checks.rego), and deny reasons and the
 # break-the-glass offer are computed only when the request is denied.
 # A decision head that is a constant is returned as it stands (ChartGuard
-# parses it once, at load); one that holds computed values is written as
-# object.union(constant part, computed part): OPA copies an object
-# literal holding variables again at every rule it passes through, but a
-# built-in's result only once. BenchmarkDecide in package policy measures
-# it.
+# parses it once, at load), so the commonest decisions have constant
+# heads. (Building the others with object.union would copy them once
+# instead of at every rule they pass through, but OPA 1.22's type checker
+# then writes to object.union's shared result type at every compile, a
+# data race between concurrent compiles.) BenchmarkDecide in package
+# policy measures it.
 package chartguard
 
 import data.chartguard_data as cfg
@@ -93,40 +94,36 @@ decision := {
 	resource.action in {"read", "vread"}
 	resource.type != "Patient"
 	fast_path
-} else := object.union(
-	{
-		"allow": true,
-		"reasons": [],
-		"break_glass": {"allowed": false, "reasons": []},
-		"require_mfa_within_s": 0,
-	},
-	{"obligations": {
+} else := {
+	"allow": true,
+	"reasons": [],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": {
 		"redact": object.get(cfg, "redact", []),
 		"block_export": true,
 		"max_count": object.get(cfg, "search_max_count", 0),
 		"tags": [],
-	}},
-) if {
+	},
+} if {
 	# The same for a search (request phase) and each entry of its
 	# response: a search may return Patients (_include), so the SSN is
 	# redacted (no role of the caller is exempt), and the count capped.
 	resource.action == "search"
 	not redact_exempt
 	fast_path
-} else := object.union(
-	{
-		"allow": true,
-		"reasons": [],
-		"break_glass": {"allowed": false, "reasons": []},
-		"require_mfa_within_s": 0,
-	},
-	{"obligations": {
+} else := {
+	"allow": true,
+	"reasons": [],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": {
 		"redact": object.get(cfg, "redact", []),
 		"block_export": true,
 		"max_count": 0,
 		"tags": [],
-	}},
-) if {
+	},
+} if {
 	# The same for a read of a Patient resource: its SSN is redacted (no
 	# role of the caller is exempt), no count.
 	resource.action in {"read", "vread"}
@@ -281,22 +278,18 @@ fast_patient := patient if {
 #     break-the-glass with the role's reason codes (a role that may not
 #     break glass goes the general way);
 #   - a role the table does not let take the action on the type.
-fast_denial := object.union(
-	{
-		"allow": false,
-		"reasons": ["not on the patient's care team"],
-		"obligations": {
-			"redact": [],
-			"block_export": false,
-			"max_count": 0,
-			"tags": [],
-		},
+fast_denial := {
+	"allow": false,
+	"reasons": ["not on the patient's care team"],
+	"break_glass": {"allowed": true, "reasons": codes},
+	"require_mfa_within_s": break_glass_mfa_within_s,
+	"obligations": {
+		"redact": [],
+		"block_export": false,
+		"max_count": 0,
+		"tags": [],
 	},
-	{
-		"break_glass": {"allowed": true, "reasons": codes},
-		"require_mfa_within_s": break_glass_mfa_within_s,
-	},
-) if {
+} if {
 	[role] := user.roles
 	cfg.roles[role][resource.action]["*"]
 	cfg.clinical_types[resource.type]
@@ -308,20 +301,18 @@ fast_denial := object.union(
 	not related(patient)
 	codes := sort(object.keys(cfg.break_glass_roles[role]))
 	codes != []
-} else := object.union(
-	{
-		"allow": false,
-		"break_glass": {"allowed": false, "reasons": []},
-		"require_mfa_within_s": 0,
-		"obligations": {
-			"redact": [],
-			"block_export": false,
-			"max_count": 0,
-			"tags": [],
-		},
+} else := {
+	"allow": false,
+	"reasons": [sprintf("role %s may not %s %s", [role, resource.action, resource.type])],
+	"break_glass": {"allowed": false, "reasons": []},
+	"require_mfa_within_s": 0,
+	"obligations": {
+		"redact": [],
+		"block_export": false,
+		"max_count": 0,
+		"tags": [],
 	},
-	{"reasons": [sprintf("role %s may not %s %s", [role, resource.action, resource.type])]},
-) if {
+} if {
 	[role] := user.roles
 	is_string(role)
 	role != ""
