@@ -171,3 +171,18 @@ func fill(v reflect.Value, n *int) {
 		panic("fill: unhandled kind " + v.Kind().String() + ": extend fill")
 	}
 }
+
+// TestInputObjectsFitMaxKeys: the encoder keeps each object's items in a
+// fixed array of maxKeys. Every struct the input encodes as an object
+// must fit, so a field added to a shared type fails here, not with an
+// index panic on a request.
+func TestInputObjectsFitMaxKeys(t *testing.T) {
+	for _, v := range []any{
+		chartguard.Input{}, chartguard.Identity{}, chartguard.Token{}, chartguard.SessionInfo{},
+		chartguard.BTGGrant{}, chartguard.Request{}, chartguard.Resource{}, chartguard.Relationship{},
+		chartguard.Usage{},
+	} {
+		typ := reflect.TypeOf(v)
+		assert.LessOrEqual(t, typ.NumField(), maxKeys, "%s has more fields than an encoder object holds", typ)
+	}
+}
