@@ -234,16 +234,15 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 		return e.evalFailed(ctx, stopper.expired.Load(), id, err)
 	}
 
-	d, ok := e.constants.lookup(rs)
-	if !ok {
-		if d, err = decisionFromResult(rs); errors.Is(err, ErrUndefined) {
-			return e.deny(id, ReasonUndefined, err)
-		} else if err != nil {
-			return e.deny(id, ReasonMalformed, err)
-		}
-		if err := checkRedactPaths(d.Obligations.Redact); err != nil {
-			return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
-		}
+	d, err := e.constants.decisionFromResult(rs)
+	switch {
+	case errors.Is(err, ErrUndefined):
+		return e.deny(id, ReasonUndefined, err)
+	case err != nil:
+		return e.deny(id, ReasonMalformed, err)
+	}
+	if err := checkRedactPaths(d.Obligations.Redact); err != nil {
+		return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
 	}
 	d.ID, d.Revision = id, e.revision
 	if memo != nil {

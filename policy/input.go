@@ -78,8 +78,9 @@ func newEncoder(use *fields, extra ...string) *encoder {
 // object collects the items of one input object, leaving out the keys the
 // policy does not read. The items live in the object itself, on the
 // caller's stack: ast.NewObject copies them. Every object of the input
-// has at most maxKeys keys (resource has the most); TestInputValueMatchesJSON
-// fills every field, so a field added past that fails it.
+// has at most maxKeys keys (resource has the most);
+// TestInputObjectsFitMaxKeys fails when a field added to a shared type
+// would not fit.
 type object struct {
 	e     *encoder
 	use   *fields

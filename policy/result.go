@@ -13,8 +13,9 @@ import (
 
 // decisionFromResult reads the decision from the result of the prepared
 // query. The engine's GenerateJSON hook leaves each value as an *ast.Term,
-// so no JSON round trip happens here.
-func decisionFromResult(rs rego.ResultSet) (chartguard.Decision, error) {
+// so no JSON round trip happens here; a term that is one of c is not
+// parsed at all, its decision is copied.
+func (c constants) decisionFromResult(rs rego.ResultSet) (chartguard.Decision, error) {
 	if len(rs) == 0 {
 		return chartguard.Decision{}, ErrUndefined
 	}
@@ -24,6 +25,9 @@ func decisionFromResult(rs rego.ResultSet) (chartguard.Decision, error) {
 	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
 	if !ok {
 		return chartguard.Decision{}, fmt.Errorf("%w: result is %T", ErrShape, rs[0].Expressions[0].Value)
+	}
+	if d, ok := c[t]; ok {
+		return cloneDecision(d), nil
 	}
 	return parseDecision(t.Value)
 }
@@ -211,9 +215,9 @@ func asCount(name string, t *ast.Term) (int64, error) {
 // reused for other values while the Engine exists.
 type constants map[*ast.Term]chartguard.Decision
 
-// constantDecisions parses the ground heads of the rules at ref, else
-// branches included. A head that does not parse or fails the redaction
-// check is left out: it is then parsed, and refused, when it is the result.
+// constantDecisions parses the ground heads of rules, else branches
+// included. A head that does not parse is left out: it is then parsed, and
+// refused, when it is the result.
 func constantDecisions(rules []*ast.Rule) constants {
 	c := constants{}
 	for _, r := range rules {
@@ -223,27 +227,11 @@ func constantDecisions(rules []*ast.Rule) constants {
 				continue
 			}
 			d, err := parseDecision(v.Value)
-			if err != nil || checkRedactPaths(d.Obligations.Redact) != nil {
+			if err != nil {
 				continue
 			}
 			c[v] = d
 		}
 	}
 	return c
-}
-
-// lookup returns a copy of the constant decision rs holds, if it is one.
-func (c constants) lookup(rs rego.ResultSet) (chartguard.Decision, bool) {
-	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-		return chartguard.Decision{}, false
-	}
-	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
-	if !ok {
-		return chartguard.Decision{}, false
-	}
-	d, ok := c[t]
-	if !ok {
-		return chartguard.Decision{}, false
-	}
-	return cloneDecision(d), true
 }

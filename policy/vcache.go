@@ -53,8 +53,8 @@ func getFlatCache() *flatCache {
 // putFlatCache empties c, dropping its references to the evaluation's
 // terms, and keeps it for another evaluation. c must not be used after.
 func putFlatCache(c *flatCache) {
-	const keep = 1024 // entries; a larger cache is let go, not kept
-	if len(c.entries) > keep {
+	const keep = 1024 // entries; a cache that grew larger is let go, not kept
+	if cap(c.entries) > keep {
 		return
 	}
 	clear(c.terms)
