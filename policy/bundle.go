@@ -1,15 +1,20 @@
 package policy
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -113,11 +118,18 @@ func newDownloader(cfg BundleConfig) (*download.Downloader, error) {
 	if u.RawQuery != "" {
 		path += "?" + u.RawQuery
 	}
-	restCfg, err := json.Marshal(map[string]any{"url": base, "response_header_timeout_seconds": 30})
+	restCfg, err := json.Marshal(map[string]any{"url": base, "response_header_timeout_seconds": 30,
+		"credentials": map[string]any{"plugin": limitsPluginName}})
 	if err != nil {
 		return nil, err
 	}
-	client, err := rest.New(restCfg, nil, rest.Logger(logging.NewNoOpLogger()))
+	client, err := rest.New(restCfg, nil, rest.Logger(logging.NewNoOpLogger()),
+		rest.AuthPluginLookup(func(name string) rest.HTTPAuthPlugin {
+			if name == limitsPluginName {
+				return limitsPlugin{}
+			}
+			return nil
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("policy.bundle.url: %w", err)
 	}
@@ -176,6 +188,75 @@ func verificationConfig(file string) (*bundle.VerificationConfig, error) {
 		return nil, err
 	}
 	return bundle.NewVerificationConfig(map[string]*bundle.KeyConfig{bundleKeyID: kc}, bundleKeyID, "", nil), nil
+}
+
+// limitsPluginName names limitsPlugin in the REST client's configuration.
+const limitsPluginName = "chartguard_bundle_limits"
+
+// maxBundleBytes bounds a bundle download, compressed and uncompressed:
+// the directory limit plus room for the tar headers.
+const maxBundleBytes = maxTotalBytes + 16<<20
+
+// limitsPlugin gives OPA's REST client an HTTP client whose responses are
+// checked against maxBundleBytes before OPA reads them. (A REST "auth
+// plugin" is where OPA lets a caller supply the client; it adds no
+// credentials.)
+//
+// Security: OPA's downloader limits each file of a bundle, not their sum,
+// and reads them all into memory before it checks the signature. So a
+// small gzip of many large files (a "zip bomb") from whoever can answer
+// at the URL would exhaust memory before it was found unsigned. Here the
+// body is read whole (compressed, at most maxBundleBytes) and its size
+// uncompressed counted, without keeping it, before OPA sees it.
+type limitsPlugin struct{}
+
+func (limitsPlugin) NewClient(c rest.Config) (*http.Client, error) {
+	timeout := int64(30)
+	if c.ResponseHeaderTimeoutSeconds != nil {
+		timeout = *c.ResponseHeaderTimeoutSeconds
+	}
+	client := rest.DefaultRoundTripperClient(&tls.Config{MinVersion: tls.VersionTLS12}, timeout)
+	client.Transport = limitTransport{next: client.Transport}
+	return client, nil
+}
+
+func (limitsPlugin) Prepare(*http.Request) error { return nil }
+
+type limitTransport struct{ next http.RoundTripper }
+
+func (t limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, err := readBundle(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return resp, nil
+}
+
+// readBundle reads a bundle download and fails if it, or the gzip stream
+// it holds uncompressed, exceeds maxBundleBytes. A body that is not gzip
+// is returned as read: OPA's loader reports it.
+func readBundle(r io.Reader) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, maxBundleBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxBundleBytes {
+		return nil, fmt.Errorf("bundle: %w: over %d bytes", errTooLarge, maxBundleBytes)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return body, nil
+	}
+	if n, _ := io.Copy(io.Discard, io.LimitReader(zr, maxBundleBytes+1)); n > maxBundleBytes {
+		return nil, fmt.Errorf("bundle: %w: over %d bytes uncompressed", errTooLarge, maxBundleBytes)
+	}
+	return body, nil
 }
 
 // bundleSource turns a downloaded bundle into a source: its modules

@@ -1,17 +1,21 @@
 package policy
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +113,7 @@ func TestManagerBundle(t *testing.T) {
 	assert.True(t, d.Allow)
 	assert.Equal(t, "rev-1", d.Revision)
 
+	rev2 := map[string]string{"p.rego": allowPolicy("2"), "p_test.rego": passingTest}
 	tests := []struct {
 		name     string
 		body     []byte
@@ -129,8 +134,14 @@ func TestManagerBundle(t *testing.T) {
 			outcome: OutcomeRefused, revision: "rev-1", errText: "test_allows: fail"},
 		{name: "signed, Rego syntax error", body: makeBundle(t, "rev-syntax", map[string]string{"p.rego": "package chartguard\n\ndecision := {\n"}, key),
 			etag: `"e5"`, outcome: OutcomeRefused, revision: "rev-1", errText: "p.rego:"},
-		{name: "good signed bundle", body: makeBundle(t, "rev-2", map[string]string{"p.rego": allowPolicy("2"), "p_test.rego": passingTest}, key),
+		{name: "good signed bundle", body: makeBundle(t, "rev-2", rev2, key),
 			etag: `"e6"`, outcome: OutcomeLoaded, revision: "rev-2"},
+		{name: "the same bundle built again (new ETag)", body: makeBundle(t, "rev-2", rev2, key),
+			etag: `"e7"`, outcome: OutcomeUnchanged, revision: "rev-2"},
+		// One revision must name one policy, in the audit log above all.
+		{name: "signed, serving revision reused for other content", body: makeBundle(t, "rev-2",
+			map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": false, \"reasons\": [\"x\"]}\n"}, key),
+			etag: `"e8"`, outcome: OutcomeRefused, revision: "rev-2", errText: `manifest revision "rev-2" serves already, with other content`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +187,10 @@ func TestManagerBundlePolls(t *testing.T) {
 
 func TestNewManagerBundleErrors(t *testing.T) {
 	srv := newBundleServer(t)
+	always304 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNotModified)
+	}))
+	t.Cleanup(always304.Close)
 	_, pubFile := newKey(t)
 	tests := []struct {
 		name    string
@@ -183,6 +198,8 @@ func TestNewManagerBundleErrors(t *testing.T) {
 		errText string
 	}{
 		{"server has no bundle", BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile}, "bundle download"},
+		// A 304 is unsigned: it must not start ChartGuard without a policy.
+		{"304 to the first download", BundleConfig{URL: always304.URL + "/b.tar.gz", VerificationKeyFile: pubFile}, "304 Not Modified to the first download"},
 		{"no verification key", BundleConfig{URL: srv.url()}, "policy.bundle.verification_key_file: required"},
 		{"bad url", BundleConfig{URL: "ftp://x/b.tar.gz", VerificationKeyFile: pubFile}, "policy.bundle.url"},
 		{"poll below a second", BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile, Poll: BundlePollConfig{Min: time.Millisecond, Max: time.Second}}, "policy.bundle.poll.min"},
@@ -217,4 +234,58 @@ func TestCheckBundle(t *testing.T) {
 	err := CheckBundle(BundleConfig{URL: "https://bundles.invalid/b.tar.gz", VerificationKeyFile: writeTemp(t, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")})
 	require.ErrorContains(t, err, "policy.bundle.verification_key_file")
 	require.ErrorContains(t, CheckBundle(BundleConfig{URL: "x"}), "policy.bundle.url")
+}
+
+// TestBundleBombRefusedBeforeItIsRead: a small gzip of many large files is
+// refused for its size uncompressed, without being unpacked into memory,
+// before OPA reads it (and long before its signature is checked).
+func TestBundleBombRefusedBeforeItIsRead(t *testing.T) {
+	_, pubFile := newKey(t)
+	srv := newBundleServer(t)
+	srv.serve(bundleBomb(t, 6, 15<<20), `"bomb"`) // 90 MiB unpacked
+	f, err := newBundleFetcher(BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile, Poll: BundlePollConfig{Min: time.Second, Max: time.Second}})
+	require.NoError(t, err)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = f.fetch(t.Context())
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, errTooLarge)
+	assert.Contains(t, err.Error(), "uncompressed")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "the bundle was unpacked into memory")
+
+	// One just under the limit is read (and refused as unsigned).
+	srv.serve(bundleBomb(t, 4, 15<<20), `"big"`)
+	_, err = f.fetch(t.Context())
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, errTooLarge)
+}
+
+// bundleBomb is a .tar.gz of n data files of size bytes each. The gzip
+// stream is one member per file, the large body compressed once and
+// repeated (a gzip reader reads concatenated members as one stream).
+func bundleBomb(t *testing.T, n, size int) []byte {
+	t.Helper()
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		w, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		require.NoError(t, err)
+		_, err = w.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		return buf.Bytes()
+	}
+	body := append(append([]byte(`{"x":"`), bytes.Repeat([]byte{'0'}, size-8)...), `"}`...)
+	body = append(body, make([]byte, (512-len(body)%512)%512)...) // tar padding
+	zbody := gz(body)
+	var out bytes.Buffer
+	for i := range n {
+		var hdr bytes.Buffer
+		tw := tar.NewWriter(&hdr)
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/data.json", i), Mode: 0o600, Size: int64(size), Typeflag: tar.TypeReg}))
+		out.Write(gz(hdr.Bytes()))
+		out.Write(zbody)
+	}
+	out.Write(gz(make([]byte, 1024))) // end of archive
+	return out.Bytes()
 }

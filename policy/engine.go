@@ -62,6 +62,7 @@ type Engine struct {
 	query    rego.PreparedEvalQuery
 	enc      *encoder
 	revision string
+	digest   string // hash of the modules and data (the revision of a directory)
 	timeout  time.Duration
 	// memoOK: the policy calls no non-deterministic built-in; and
 	// readsResourceID: a rule refers to input.resource.id (see Memo).
@@ -113,10 +114,12 @@ func build(ctx context.Context, cfg Config, src *source, revision, where string,
 	if err := checkStaticRedactPaths(src.modules, src.data); err != nil {
 		return nil, fmt.Errorf("policy: %s: %w", where, err)
 	}
+	digest, err := src.revision()
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", where, err)
+	}
 	if revision == "" {
-		if revision, err = src.revision(); err != nil {
-			return nil, fmt.Errorf("policy: %s: %w", where, err)
-		}
+		revision = digest
 	}
 
 	query, err := rego.New(
@@ -140,7 +143,7 @@ func build(ctx context.Context, cfg Config, src *source, revision, where string,
 
 	logger.Info("policy loaded", "revision", revision, "modules", len(src.modules))
 	use := inputFields(compiler.Modules)
-	return &Engine{query: query, enc: newEncoder(use, src.dataKeys()...), revision: revision,
+	return &Engine{query: query, enc: newEncoder(use, src.dataKeys()...), revision: revision, digest: digest,
 		timeout: cfg.EvalTimeout, memoOK: deterministic(compiler.Modules), readsResourceID: use.get("resource").get("id") != nil,
 		constants: constantDecisions(compiler.GetRules(ref))}, nil
 }

@@ -23,7 +23,8 @@ var errInputTooLarge = errors.New("input too large")
 
 // checkInputSize fails if in holds more than maxInputItems list elements
 // and map entries or more than maxInputBytes of strings. It only adds up
-// lengths (this runs on every decision).
+// lengths (this runs on every decision). TestCheckInputSizeCountsEveryString
+// fails when a string added to the shared types is not counted here.
 func checkInputSize(in *chartguard.Input) error {
 	var items, bytes int
 	strs := func(ss []string) {
@@ -38,8 +39,9 @@ func checkInputSize(in *chartguard.Input) error {
 	strs(u.Groups)
 	strs(u.PatientLinks)
 	t := &in.Token
-	bytes += len(t.ClientID) + len(t.LaunchPatient) + len(t.PurposeOfUse)
+	bytes += len(t.Kind) + len(t.ClientID) + len(t.LaunchPatient) + len(t.PurposeOfUse)
 	strs(t.Scopes)
+	bytes += len(in.Session.MFAMethod)
 	items += len(in.Session.BreakGlass)
 	for _, g := range in.Session.BreakGlass {
 		bytes += len(g.Grant) + len(g.Patient) + len(g.Reason)
@@ -52,7 +54,8 @@ func checkInputSize(in *chartguard.Input) error {
 		strs(v)
 	}
 	res := &in.Resource
-	bytes += len(res.Type) + len(res.ID) + len(res.Action) + len(res.Interaction) + len(res.Operation)
+	bytes += len(res.Kind) + len(res.Phase) + len(res.Type) + len(res.ID) + len(res.PatientStatus) +
+		len(res.Action) + len(res.Interaction) + len(res.Operation)
 	strs(res.Patients)
 	strs(res.Labels)
 	items += len(in.Relationship)

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
@@ -75,7 +77,7 @@ func loadDir(dir string, withTests bool) (*source, error) {
 	}
 
 	res, err := loader.NewFileLoader().
-		WithFS(root.FS()).
+		WithFS(&limitedFS{FS: root.FS()}).
 		WithRegoVersion(ast.RegoV1).
 		WithProcessAnnotation(true).
 		Filtered([]string{"."}, filter)
@@ -97,6 +99,37 @@ func loadDir(dir string, withTests bool) (*source, error) {
 	}
 	return src, nil
 }
+
+// limitedFS reads each file through it with a budget: maxFileBytes each,
+// maxTotalBytes in all. The loader's filter checks the sizes as it lists
+// the files; one that grows before it is read would get past that alone.
+type limitedFS struct {
+	fs.FS
+	total atomic.Int64
+}
+
+func (l *limitedFS) ReadFile(name string) ([]byte, error) {
+	f, err := l.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFileBytes {
+		return nil, fmt.Errorf("%s: %w: over %d bytes", name, errTooLarge, maxFileBytes)
+	}
+	if l.total.Add(int64(len(b))) > maxTotalBytes {
+		return nil, fmt.Errorf("%s: %w: directory exceeds %d bytes", name, errTooLarge, maxTotalBytes)
+	}
+	return b, nil
+}
+
+func (l *limitedFS) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir(l.FS, name) }
+
+func (l *limitedFS) Stat(name string) (fs.FileInfo, error) { return fs.Stat(l.FS, name) }
 
 // isPolicyFile reports whether a file named name belongs in a load.
 func isPolicyFile(name string, withTests bool) bool {

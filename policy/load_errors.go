@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,9 +66,32 @@ func checkLoadErrors(ctx context.Context, compiler *ast.Compiler, store storage.
 		return nil
 	}
 	slices.Sort(msgs)
-	n := len(msgs)
+	return &loadErrors{msgs: msgs}
+}
+
+// loadErrors is the error of a non-empty load_errors: it wraps
+// ErrLoadErrors and quotes up to maxLoadErrors of the messages.
+type loadErrors struct{ msgs []string }
+
+func (e *loadErrors) Unwrap() error { return ErrLoadErrors }
+
+func (e *loadErrors) Error() string {
+	msgs, n := e.msgs, len(e.msgs)
 	if n > maxLoadErrors {
-		msgs = append(msgs[:maxLoadErrors], fmt.Sprintf("and %d more", n-maxLoadErrors))
+		msgs = append(msgs[:maxLoadErrors:maxLoadErrors], fmt.Sprintf("and %d more", n-maxLoadErrors))
 	}
-	return fmt.Errorf("%w (%d): %s", ErrLoadErrors, n, strings.Join(msgs, "; "))
+	return fmt.Sprintf("%s (%d): %s", ErrLoadErrors, n, strings.Join(msgs, "; "))
+}
+
+// logSafe is err as the operational log may show it. The messages of
+// load_errors are the policy's own text and may quote its data, whose
+// keys can be patient and user ids (vip_patients, care_teams), so the log
+// gets only their count; the admin's reload answer, the audit event and
+// `chartguard policy check` give them in full.
+func logSafe(err error) string {
+	var le *loadErrors
+	if errors.As(err, &le) {
+		return fmt.Sprintf("%s (%d); `chartguard policy check` on the policy lists them", ErrLoadErrors, len(le.msgs))
+	}
+	return err.Error()
 }

@@ -56,8 +56,8 @@ type Manager struct {
 	log     *slog.Logger
 	notify  func(context.Context, Reload)
 	cur     atomic.Pointer[Engine]
-	mu      sync.Mutex // one reload at a time
-	fetcher *bundleFetcher
+	mu      sync.Mutex     // one reload at a time
+	fetcher *bundleFetcher // replaced under mu
 }
 
 // NewManager loads the policy from cfg.Bundle.URL if set, else cfg.Dir,
@@ -89,6 +89,10 @@ func NewManager(ctx context.Context, cfg Config, logger *slog.Logger, notify fun
 	return m, nil
 }
 
+// bundled reports whether the policy comes from a bundle server. (It reads
+// the configuration: m.fetcher changes under m.mu.)
+func (m *Manager) bundled() bool { return m.cfg.Bundle.URL != "" }
+
 // Current returns the engine serving now. It is never nil.
 func (m *Manager) Current() *Engine { return m.cur.Load() }
 
@@ -96,7 +100,7 @@ func (m *Manager) Current() *Engine { return m.cur.Load() }
 func (m *Manager) Revision() string { return m.Current().Revision() }
 
 func (m *Manager) source() string {
-	if m.fetcher != nil {
+	if m.bundled() {
 		return "bundle"
 	}
 	return "dir"
@@ -112,7 +116,8 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	defer cancel()
 
 	r := Reload{Trigger: trigger, Source: m.source()}
-	if old := m.cur.Load(); old != nil {
+	old := m.cur.Load()
+	if old != nil {
 		r.Previous = old.Revision()
 	}
 	var e *Engine
@@ -123,11 +128,21 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 		e, err = Load(ctx, m.cfg, m.log)
 	}
 	switch {
+	case err == nil && e == nil && old == nil:
+		// Security: a 304 carries no signature. Without this, whoever can
+		// answer at the URL could start ChartGuard with no policy at all.
+		err = errNoBundle
+	case err == nil && e != nil && old != nil && e.Revision() == old.Revision() && e.digest != old.digest:
+		// An auditor finds the policy behind a decision by its revision,
+		// so one revision must never name two policies.
+		err = fmt.Errorf("%w: the bundle's manifest revision %q serves already, with other content; publish it with a new revision", errRevisionReused, e.Revision())
+	}
+	switch {
 	case err != nil:
 		r.Outcome, r.Err, r.Revision = OutcomeRefused, err, r.Previous
 		m.forgetBundle()
 		m.log.Error("policy reload refused; previous revision keeps serving", "trigger", trigger,
-			"source", r.Source, "revision", r.Previous, "error", err)
+			"source", r.Source, "revision", r.Previous, "error", logSafe(err))
 	case e == nil || e.Revision() == r.Previous:
 		r.Outcome, r.Revision = OutcomeUnchanged, r.Previous
 	default:
@@ -139,6 +154,12 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	m.notify(ctx, r)
 	return r
 }
+
+// Reasons a reload refuses a bundle that loaded.
+var (
+	errNoBundle       = errors.New("policy: bundle: the server answered 304 Not Modified to the first download; no policy to serve")
+	errRevisionReused = errors.New("policy: bundle revision reused")
+)
 
 // forgetBundle makes the next poll download the bundle in full. OPA's
 // downloader keeps the ETag of every bundle it handed over, refused or
@@ -219,7 +240,7 @@ func loadSource(ctx context.Context, cfg Config, src *source, revision, where st
 // directory (reloading once changes settle), or polls the bundle server
 // at a random interval between policy.bundle.poll.min and max.
 func (m *Manager) Run(ctx context.Context) error {
-	if m.fetcher != nil {
+	if m.bundled() {
 		m.poll(ctx)
 		return nil
 	}

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -163,10 +165,13 @@ func TestManagerWatch(t *testing.T) {
 }
 
 // TestManagerWatchSymlinkedDir: a policy dir that is a symlink (a
-// deployment's "current" link) is watched where it points.
+// deployment's "current" link) is watched where it points, and a deploy
+// that swaps the link (ln -sfn: a new link renamed over it) loads the new
+// target, which is then watched in turn.
 func TestManagerWatchSymlinkedDir(t *testing.T) {
 	real := policyDir(t, map[string]string{"p.rego": allowPolicy("1")})
-	link := filepath.Join(t.TempDir(), "current")
+	base := t.TempDir()
+	link := filepath.Join(base, "current")
 	require.NoError(t, os.Symlink(real, link))
 	var rec reloads
 	m, err := NewManager(t.Context(), Config{Dir: link, EvalTimeout: testTimeout}, nil, rec.notify)
@@ -181,6 +186,27 @@ func TestManagerWatchSymlinkedDir(t *testing.T) {
 		writeFile(t, real, "p.rego", allowPolicy("2")) // until the watch is up
 		return m.Revision() != first
 	}, 15*time.Second, 400*time.Millisecond, "a change behind the link reloads")
+
+	next := policyDir(t, map[string]string{"p.rego": allowPolicy("3")})
+	want := revisionOf(t, next)
+	tmp := filepath.Join(base, "current.new")
+	require.NoError(t, os.Symlink(next, tmp))
+	require.NoError(t, os.Rename(tmp, link))
+	require.Eventually(t, func() bool { return m.Revision() == want },
+		15*time.Second, 100*time.Millisecond, "swapping the link loads its new target")
+
+	require.Eventually(t, func() bool {
+		writeFile(t, next, "p.rego", allowPolicy("4"))
+		return m.Revision() != want
+	}, 15*time.Second, 400*time.Millisecond, "the new target is watched")
+}
+
+// revisionOf is the revision of the policy in dir.
+func revisionOf(t *testing.T, dir string) string {
+	t.Helper()
+	e, err := New(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil)
+	require.NoError(t, err)
+	return e.Revision()
 }
 
 func TestRedactURLQuery(t *testing.T) {
@@ -189,4 +215,24 @@ func TestRedactURLQuery(t *testing.T) {
 	assert.NotContains(t, got, "s3cret")
 	assert.Contains(t, got, "https://bundles.example.org/b.tar.gz?…")
 	assert.Equal(t, "no url here", redactURLQuery("no url here", "https://x/b"))
+}
+
+// TestReloadLogsNoLoadErrorText: the messages of load_errors may quote the
+// policy's data (patient and user ids), so the operational log gets only
+// their count; the reload's error, for the admin and the audit log, keeps
+// them.
+func TestReloadLogsNoLoadErrorText(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1") +
+		"\nload_errors contains sprintf(\"vip_patients.%s must be true\", [k]) if {\n\tsome k, v in data.vip_patients\n\tv != true\n}\n"})
+	var logs bytes.Buffer
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
+	require.NoError(t, err)
+
+	writeFile(t, dir, "data.json", `{"vip_patients": {"Patient-MRN-4711": "yes"}}`)
+	r := m.Reload(t.Context(), TriggerAdmin)
+	assert.Equal(t, OutcomeRefused, r.Outcome)
+	require.ErrorIs(t, r.Err, ErrLoadErrors)
+	assert.Contains(t, r.Err.Error(), "vip_patients.Patient-MRN-4711 must be true")
+	assert.Contains(t, logs.String(), "policy reports load errors (1)")
+	assert.NotContains(t, logs.String(), "MRN-4711")
 }

@@ -25,7 +25,9 @@ func (m *Manager) watch(ctx context.Context) error {
 	defer w.Close()
 	// A symlinked policy dir (a deployment's "current" link) is watched
 	// where it points: WalkDir does not follow a link at its root and
-	// would otherwise watch nothing, silently.
+	// would otherwise watch nothing, silently. The link's own directory
+	// is watched too, for a deploy that swaps the link (ln -sfn, or a
+	// rename over it): the new target is then watched instead.
 	root, err := filepath.EvalSymlinks(m.cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
@@ -35,6 +37,13 @@ func (m *Manager) watch(ctx context.Context) error {
 	}
 	if err := addTree(w, root); err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
+	}
+	link := ""
+	if fi, err := os.Lstat(m.cfg.Dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		link = filepath.Clean(m.cfg.Dir)
+		if err := w.Add(filepath.Dir(link)); err != nil {
+			return fmt.Errorf("%w: %w", errWatch, err)
+		}
 	}
 
 	timer := time.NewTimer(time.Hour)
@@ -48,7 +57,16 @@ func (m *Manager) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if ev.Has(fsnotify.Create) {
+			if link != "" && filepath.Dir(ev.Name) == filepath.Dir(link) && ev.Name != root {
+				if ev.Name != link {
+					continue // another entry beside the link
+				}
+				if target, err := filepath.EvalSymlinks(link); err == nil && target != root {
+					removeTree(w, root)
+					root = target
+					_ = addTree(w, root)
+				}
+			} else if ev.Has(fsnotify.Create) {
 				_ = addTree(w, ev.Name) // a new subdirectory; not a directory: nothing to add
 			}
 			timer.Reset(watchDebounce)
@@ -82,4 +100,13 @@ func addTree(w *fsnotify.Watcher, dir string) error {
 		}
 		return w.Add(path)
 	})
+}
+
+// removeTree stops watching dir and every directory below it.
+func removeTree(w *fsnotify.Watcher, dir string) {
+	for _, p := range w.WatchList() {
+		if p == dir || strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			_ = w.Remove(p)
+		}
+	}
 }
