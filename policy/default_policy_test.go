@@ -50,7 +50,7 @@ func TestDefaultPolicy(t *testing.T) {
 		}
 		return r
 	}
-	capabilities := chartguard.Resource{Action: "read", Interaction: "capabilities", PatientStatus: chartguard.PatientsNone}
+	capabilities := chartguard.Resource{Type: "CapabilityStatement", Action: "read", Interaction: "capabilities", Patients: []string{}, PatientStatus: chartguard.PatientsNone}
 	asPatient := func(r chartguard.Resource) chartguard.Input {
 		in := req([]string{"patient"}, r)
 		in.User.FHIRUser = "Patient/p9"

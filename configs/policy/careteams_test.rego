@@ -145,12 +145,36 @@ test_unknown_patients_wait_for_the_response_phase if {
 	decide(as_clinician(["physician"], "Practitioner/pr2", by_id)).allow
 	decide(as_clinician(["nurse"], "Practitioner/pr2", unknown_search("Observation"))).allow
 
-	# Response phase: unknown patients cannot be shown to be on the team.
-	every r in [by_id, unknown_search("Observation"), object.union(by_id, {"patient_status": "none"})] {
+	# Response phase: unknown patients cannot be shown to be on the team,
+	# and no role may see a resource whose patients are unknown.
+	every r in [by_id, unknown_search("Observation")] {
 		d := decide(as_clinician(["physician"], "Practitioner/pr1", in_phase("response", r)))
 		d.allow == false
-		d.reasons == ["not on the patient's care team"]
+		d.reasons == ["not on the patient's care team", "the resource's patients could not be determined"]
 	}
+	d := decide(as_clinician(["physician"], "Practitioner/pr1", in_phase("response", object.union(by_id, {"patient_status": "none"}))))
+	d.allow == false
+	d.reasons == ["not on the patient's care team"]
+}
+
+test_unknown_patients_deny_every_role_in_the_response_phase if {
+	# Roles outside the care teams too: the policy cannot rule out a VIP,
+	# an employee or the caller's own record.
+	unknown := {"patient_status": "unknown", "patients": []}
+	every x in [
+		mk(["lab"], in_phase("response", object.union(read("Observation"), unknown))),
+		mk(["lab"], in_phase("response", object.union(unknown_search("Observation"), unknown))),
+		mk(["registration"], in_phase("response", object.union(read("Patient"), unknown))),
+		mk(["billing"], in_phase("response", object.union(read("Claim"), unknown))),
+	] {
+		d := decide(x)
+		d.allow == false
+		d.reasons == ["the resource's patients could not be determined"]
+		d.break_glass.allowed == false
+	}
+
+	# The request phase still defers them to the response.
+	decide(mk(["lab"], in_phase("request", object.union(read("Observation"), unknown)))).allow
 }
 
 test_pcp_encounter_and_department_are_relationships if {

@@ -191,10 +191,12 @@ allowed if {
 	scopes_ok
 	within_mass_limit
 	not malformed_labels
+	is_array(user.roles)
 	some role in user.roles
 	role != ""
 	role_grants(role)
 	not patients_unnamed
+	not patients_undetermined
 	export_ok
 }
 
@@ -255,6 +257,7 @@ fast_path if {
 fast_patient := patient if {
 	fast_credential
 	resource.kind == "fhir"
+	is_array(user.roles)
 	fast_labels
 	is_string(user.sub)
 	user.sub != ""

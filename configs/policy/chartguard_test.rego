@@ -27,14 +27,25 @@ test_deny_reasons_are_sorted_and_never_empty if {
 # ------------------------------------------------------------ capabilities
 
 test_capabilities_allowed_to_any_authenticated_caller if {
-	cap := {"type": "", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
+	cap := {"type": "CapabilityStatement", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
 	allowed([], cap)
 	allowed(["it-admin"], cap)
 	allowed(["patient"], cap)
 }
 
+test_capabilities_of_another_type_or_with_patients_are_data_requests if {
+	# Only the CapabilityStatement itself needs no role: an input that calls
+	# a read of patient data "capabilities" is decided on the role table.
+	cap := {"type": "CapabilityStatement", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
+	denied_because(["it-admin"], object.union(cap, {"type": "Observation"}), "role it-admin may not read Observation")
+	denied_because(["it-admin"], object.union(cap, {"patients": ["p7"], "patient_status": "known"}), "role it-admin may not read CapabilityStatement")
+	d := decide(as_clinician(["physician"], "Practitioner/pr2", object.union(read("Observation"), {"interaction": "capabilities"})))
+	d.allow == false
+	d.break_glass.allowed == true
+}
+
 test_capabilities_denied_without_subject if {
-	cap := {"type": "", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
+	cap := {"type": "CapabilityStatement", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []}
 	d := decide(object.union(mk([], cap), {"user": {"sub": ""}}))
 	d.allow == false
 	"not authenticated" in d.reasons

@@ -48,28 +48,50 @@ load_errors contains sprintf("data.chartguard_data.%s must be an object", [key])
 	not is_object(object.get(settings, key, {}))
 }
 
+# Messages name the entry at fault, except in the tables keyed by patient
+# and user ids (id_keyed), where they count the entries: ChartGuard logs
+# these messages and writes them to the audit log.
+id_keyed := {"vip_patients", "employee_patients", "care_teams"}
+
 load_errors contains sprintf("data.chartguard_data.%s.%s must be true", [key, name]) if {
 	some key in lookup_sets
-	names := object.get(settings, key, {})
-	is_object(names)
-	some name, value in names
+	not key in id_keyed
+	some name, value in table(key)
 	value != true
 }
 
-# care_teams maps a fhir_user to an object of patient ids, each true, and
-# break_glass_roles a role to an object of reason codes, each true.
-load_errors contains sprintf("data.chartguard_data.%s.%s must be an object", [key, member]) if {
-	some key in ["care_teams", "break_glass_roles"]
-	some member, names in table(key)
-	not is_object(names)
+load_errors contains sprintf("data.chartguard_data.%s: %d entries are not true; every value must be true", [key, n]) if {
+	some key in lookup_sets
+	key in id_keyed
+	n := count([name | some name, value in table(key); value != true])
+	n > 0
 }
 
-load_errors contains sprintf("data.chartguard_data.%s.%s.%s must be true", [key, member, name]) if {
-	some key in ["care_teams", "break_glass_roles"]
-	some member, names in table(key)
-	is_object(names)
-	some name, value in names
+# break_glass_roles maps a role to an object of reason codes, each true,
+# and care_teams a fhir_user to an object of patient ids, each true.
+load_errors contains sprintf("data.chartguard_data.break_glass_roles.%s must be an object", [role]) if {
+	some role, codes in table("break_glass_roles")
+	not is_object(codes)
+}
+
+load_errors contains sprintf("data.chartguard_data.break_glass_roles.%s.%s must be true", [role, code]) if {
+	some role, codes in table("break_glass_roles")
+	is_object(codes)
+	some code, value in codes
 	value != true
+}
+
+load_errors contains sprintf("data.chartguard_data.care_teams: %d entries are not objects whose values are all true", [n]) if {
+	n := count([user | some user, patients in table("care_teams"); not true_set(patients)])
+	n > 0
+}
+
+# true_set(x) holds when x is an object whose values are all true.
+true_set(x) if {
+	is_object(x)
+	every value in x {
+		value == true
+	}
 }
 
 load_errors contains sprintf("data.chartguard_data.roles.%s must be an object", [role]) if {

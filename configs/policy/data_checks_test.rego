@@ -60,8 +60,8 @@ test_care_team_and_label_sets_are_lookup_objects if {
 
 test_care_teams_shape if {
 	errors_with({"care_teams": []}) == {"data.chartguard_data.care_teams must be an object"}
-	errors_with({"care_teams": {"Practitioner/pr1": ["p1"]}}) == {"data.chartguard_data.care_teams.Practitioner/pr1 must be an object"}
-	errors_with({"care_teams": {"Practitioner/pr1": {"p1": 1}}}) == {"data.chartguard_data.care_teams.Practitioner/pr1.p1 must be true"}
+	errors_with({"care_teams": {"Practitioner/pr1": ["p1"]}}) == {"data.chartguard_data.care_teams: 1 entries are not objects whose values are all true"}
+	errors_with({"care_teams": {"Practitioner/pr1": {"p1": 1}, "Practitioner/pr2": {"p2": true, "p3": "yes"}, "Practitioner/pr3": {}}}) == {"data.chartguard_data.care_teams: 2 entries are not objects whose values are all true"}
 	count(errors_with({"care_teams": {"Practitioner/pr1": {"p1": true}}})) == 0
 }
 
@@ -110,7 +110,8 @@ test_search_flag_must_be_boolean if {
 
 test_new_settings_shapes if {
 	errors_with({"vip_patients": ["p7"]}) == {"data.chartguard_data.vip_patients must be an object"}
-	errors_with({"employee_patients": {"p8": "yes"}}) == {"data.chartguard_data.employee_patients.p8 must be true"}
+	errors_with({"employee_patients": {"p8": "yes"}}) == {"data.chartguard_data.employee_patients: 1 entries are not true; every value must be true"}
+	errors_with({"vip_patients": {"p7": 1, "p8": false, "p9": true}}) == {"data.chartguard_data.vip_patients: 2 entries are not true; every value must be true"}
 	errors_with({"break_glass_roles": {"nurse": ["BTG"]}}) == {"data.chartguard_data.break_glass_roles.nurse must be an object"}
 	errors_with({"break_glass_roles": {"nurse": {"BTG": 1}}}) == {"data.chartguard_data.break_glass_roles.nurse.BTG must be true"}
 	errors_with({"break_glass_roles": []}) == {"data.chartguard_data.break_glass_roles must be an object"}

@@ -36,6 +36,19 @@ denials contains "unsupported action" if {
 
 denials contains "malformed resource labels" if malformed_labels
 
+denials contains "the resource's patients could not be determined" if patients_undetermined
+
+# patients_undetermined holds for a resource in a response that belongs to
+# patients ChartGuard could not identify (patient_status "unknown": a
+# contained Patient, or a reference it cannot resolve or read). No role
+# may see it: the policy cannot rule out a VIP, an employee or the
+# caller's own record, nor show a care relationship.
+patients_undetermined if {
+	resource.phase == "response"
+	resource.patient_status == "unknown"
+	is_data_request
+}
+
 denials contains sprintf("token scopes do not permit %s", [what]) if {
 	is_data_request
 	not scopes_ok

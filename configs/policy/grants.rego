@@ -28,6 +28,7 @@ authenticated if {
 # string). Role names are compared exactly: "Physician" or " physician"
 # is no role of the table and grants nothing.
 has_role if {
+	is_array(user.roles)
 	some role in user.roles
 	is_string(role)
 	role != ""
@@ -39,16 +40,25 @@ is_data_request if resource.kind == "route"
 
 is_data_request if {
 	resource.kind == "fhir"
-	not resource.interaction == "capabilities"
+	not capabilities_request
 	not response_outcome
 }
 
 # Capabilities and static content: every authenticated caller, whatever
 # their roles.
 granted_without_role if {
+	capabilities_request
+	authenticated
+}
+
+# capabilities_request holds for the server's CapabilityStatement (GET
+# /metadata), which belongs to no patient. Any other type, or any patient,
+# makes the request a data request decided on the role table.
+capabilities_request if {
 	resource.kind == "fhir"
 	resource.interaction == "capabilities"
-	authenticated
+	resource.type == "CapabilityStatement"
+	resource.patients == []
 }
 
 granted_without_role if {
@@ -115,6 +125,25 @@ role_permits(role) if {
 	resource.action == "operation"
 	cfg.roles[role].operation[resource.operation]
 	resource.operation != ""
+	operation_output_ok(role)
+}
+
+# operation_output_ok(role) holds in the request phase, and in the
+# response phase when role may read the type of the resource the
+# operation returned: an operation such as $everything returns resources
+# of every type, and running it grants no more than reading them would.
+operation_output_ok(_) if not resource.phase == "response"
+
+operation_output_ok(role) if {
+	resource.phase == "response"
+	cfg.roles[role].read["*"]
+	cfg.clinical_types[resource.type]
+}
+
+operation_output_ok(role) if {
+	resource.phase == "response"
+	cfg.roles[role].read[resource.type]
+	resource.type != "*"
 }
 
 # missing_grants says why each of the caller's roles did not grant.

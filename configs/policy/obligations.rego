@@ -63,14 +63,21 @@ may_export(role) if {
 
 # purpose_allows_export holds when the token states no purpose of use (a
 # browser session) or one in export_purposes.
-purpose_allows_export if not input.token.purpose_of_use
+# No purpose stated: the key is absent (false, null or another type is a
+# malformed purpose, which allows nothing).
+purpose_allows_export if {
+	not input.token.purpose_of_use
+	not input.token.purpose_of_use == false
+}
 
 purpose_allows_export if input.token.purpose_of_use == ""
 
 purpose_allows_export if cfg.export_purposes[input.token.purpose_of_use]
 
 max_count := object.get(cfg, "search_max_count", 0) if {
-	resource.action in {"search", "history"}
+	resource.action == "search"
+} else := object.get(cfg, "search_max_count", 0) if {
+	resource.action == "history"
 	not resource.interaction == "history-instance"
 } else := 0
 

@@ -39,6 +39,14 @@ touches_linked if {
 	linked_patients[p]
 }
 
+# Links the policy cannot read might name any patient: patient_links
+# present (not absent or false) but not a list of strings.
+touches_linked if {
+	links := user.patient_links
+	not links == false
+	not strings_array(links)
+}
+
 # names_patients holds when the request proves which patients it touches:
 # its status is known and it names at least one patient id.
 names_patients if {

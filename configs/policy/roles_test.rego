@@ -72,7 +72,7 @@ test_privacy_officer if {
 }
 
 test_it_admin if {
-	allowed(["it-admin"], {"type": "", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []})
+	allowed(["it-admin"], {"type": "CapabilityStatement", "action": "read", "interaction": "capabilities", "patient_status": "none", "patients": []})
 	denied_because(["it-admin"], read("Patient"), "role it-admin may not read Patient")
 	denied_because(["it-admin"], read("Practitioner"), "role it-admin may not read Practitioner")
 }

@@ -96,7 +96,10 @@ context_covers("patient") if {
 
 context_covers("patient") if patients_pending
 
-context_covers("patient") if resource.patient_status == "none"
+context_covers("patient") if {
+	resource.patient_status == "none"
+	resource.patients == []
+}
 
 # scope_patients are the patients a patient/ scope may reach.
 scope_patients := {token.launch_patient} if {
