@@ -29,7 +29,9 @@
 #	"clinical_types", "self_only_roles", "care_team_roles",
 #	"care_teams" ({fhir_user: {patient: true}}), "encounter_window_days",
 #	"restricted_labels", "very_restricted_labels", "sensitive_labels",
-#	"vip_patients", "employee_patients", "sensitivity_exempt_types",
+#	"vip_patients", "employee_patients", "staff_patient_links" ({fhir_user:
+#	{patient: true}}, a staff member's own and relatives' records),
+#	"sensitivity_exempt_types",
 #	"break_glass_roles" ({role: {reason code: true}}),
 #	"break_glass_mfa_within_s", "export_mfa_within_s", "export_purposes",
 #	"redact" (redaction paths), "redact_exempt_roles", "search_max_count",
@@ -245,7 +247,8 @@ fast_path if {
 # bodies of decision and fast_denial decide: a FHIR request by an
 # authenticated caller with a fast credential, of one known patient who
 # is neither a VIP nor an employee nor the caller, with no sensitive
-# label, where the caller has no linked records and holds no
+# label, where the caller has no linked records (patient_links or
+# staff_patient_links) and holds no
 # break-the-glass grant, and no mass-access limit is set. Under these,
 # no request-wide denial applies to a read, search or write, and only the
 # role table and the care relationship decide.
@@ -267,6 +270,7 @@ fast_patient := patient if {
 	not cfg.vip_patients[patient]
 	not cfg.employee_patients[patient]
 	not user.patient_links
+	not cfg.staff_patient_links[user.fhir_user]
 	input.session.break_glass in {null, []}
 	not cfg.max_distinct_patients
 	not patient_user

@@ -44,14 +44,14 @@ load_errors contains sprintf("data.chartguard_data.%s is required", [key]) if {
 }
 
 load_errors contains sprintf("data.chartguard_data.%s must be an object", [key]) if {
-	some key in array.concat(lookup_sets, ["roles", "care_teams", "break_glass_roles"])
+	some key in array.concat(lookup_sets, ["roles", "care_teams", "staff_patient_links", "break_glass_roles"])
 	not is_object(object.get(settings, key, {}))
 }
 
 # Messages name the entry at fault, except in the tables keyed by patient
 # and user ids (id_keyed), where they count the entries: ChartGuard logs
 # these messages and writes them to the audit log.
-id_keyed := {"vip_patients", "employee_patients", "care_teams"}
+id_keyed := {"vip_patients", "employee_patients", "care_teams", "staff_patient_links"}
 
 load_errors contains sprintf("data.chartguard_data.%s.%s must be true", [key, name]) if {
 	some key in lookup_sets
@@ -68,7 +68,8 @@ load_errors contains sprintf("data.chartguard_data.%s: %d entries are not true; 
 }
 
 # break_glass_roles maps a role to an object of reason codes, each true,
-# and care_teams a fhir_user to an object of patient ids, each true.
+# and care_teams and staff_patient_links a fhir_user to an object of
+# patient ids, each true.
 load_errors contains sprintf("data.chartguard_data.break_glass_roles.%s must be an object", [role]) if {
 	some role, codes in table("break_glass_roles")
 	not is_object(codes)
@@ -81,8 +82,9 @@ load_errors contains sprintf("data.chartguard_data.break_glass_roles.%s.%s must 
 	value != true
 }
 
-load_errors contains sprintf("data.chartguard_data.care_teams: %d entries are not objects whose values are all true", [n]) if {
-	n := count([user | some user, patients in table("care_teams"); not true_set(patients)])
+load_errors contains sprintf("data.chartguard_data.%s: %d entries are not objects whose values are all true", [key, n]) if {
+	some key in ["care_teams", "staff_patient_links"]
+	n := count([user | some user, patients in table(key); not true_set(patients)])
 	n > 0
 }
 

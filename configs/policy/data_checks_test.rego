@@ -65,6 +65,12 @@ test_care_teams_shape if {
 	count(errors_with({"care_teams": {"Practitioner/pr1": {"p1": true}}})) == 0
 }
 
+test_staff_patient_links_shape if {
+	errors_with({"staff_patient_links": []}) == {"data.chartguard_data.staff_patient_links must be an object"}
+	errors_with({"staff_patient_links": {"Practitioner/pr8": ["p8"], "Practitioner/pr9": {"p9": "yes"}}}) == {"data.chartguard_data.staff_patient_links: 2 entries are not objects whose values are all true"}
+	count(errors_with({"staff_patient_links": {"Practitioner/pr8": {"p8": true}}})) == 0
+}
+
 test_lists_of_earlier_versions_are_refused if {
 	errs := errors_with({
 		"clinical_types": ["Observation"],

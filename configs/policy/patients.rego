@@ -20,7 +20,8 @@ import input.user
 # break-the-glass cannot open it either (no role grants it). Threat: an
 # employee-patient browsing their own or a family member's record outside
 # the patient portal. Accepted risk: links are as complete as the identity
-# provider makes them; employee_patients (labels.rego) covers colleagues.
+# provider and the staff_patient_links data make them; employee_patients
+# (labels.rego) covers colleagues.
 default records_ok(_) := false
 
 records_ok(role) if {
@@ -56,11 +57,17 @@ names_patients if {
 }
 
 # linked_patients is the set of patient ids the caller is or is linked to:
-# user.patient_links and a fhir_user, each "Patient/<id>".
+# user.patient_links and a fhir_user, each "Patient/<id>", and for staff
+# the patients data.chartguard_data.staff_patient_links lists under their
+# fhir_user (their own and their relatives' records, as the privacy office
+# keeps them: the identity provider names a patient link only for a
+# patient's own login).
 linked_patients contains id if {
 	some link in user.patient_links
 	id := patient_id(link)
 }
+
+linked_patients contains id if some id, _ in cfg.staff_patient_links[user.fhir_user]
 
 linked_patients contains id if id := patient_id(user.fhir_user)
 

@@ -73,3 +73,23 @@ test_search_cap_follows_the_action if {
 	h := object.union(search("Observation"), {"action": "history", "interaction": "history-instance"})
 	decide(mk(["lab"], h)).obligations.max_count == 0
 }
+
+# Staff never open their own or a relative's record, nor are offered
+# break-the-glass into it, when staff_patient_links lists it, even on the
+# patient's care team.
+test_staff_patient_links_keep_staff_out if {
+	nurse := {"sub": "u8", "roles": ["nurse"], "fhir_user": "Practitioner/pr8"}
+	own := asks(nurse, obs_of("p8"))
+	every x in [own, object.union(own, {"relationship": {"p8": {"care_team": true}}})] {
+		d := decide(x)
+		d.allow == false
+		d.break_glass.allowed == false
+		"staff roles may not open the caller's own or a linked patient's record" in d.reasons
+	}
+
+	# Other patients as before.
+	decide(object.union(asks(nurse, obs_of("p1")), {"relationship": {"p1": {"care_team": true}}})).allow
+	d := decide(asks(nurse, obs_of("p2")))
+	d.reasons == ["not on the patient's care team"]
+	d.break_glass.allowed == true
+}
