@@ -142,7 +142,7 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 		r.Outcome, r.Err, r.Revision = OutcomeRefused, err, r.Previous
 		m.forgetBundle()
 		m.log.Error("policy reload refused; previous revision keeps serving", "trigger", trigger,
-			"source", r.Source, "revision", r.Previous, "error", logSafe(err))
+			"source", r.Source, "revision", r.Previous, "error", LogSafe(err))
 	case e == nil || e.Revision() == r.Previous:
 		r.Outcome, r.Revision = OutcomeUnchanged, r.Previous
 	default:

@@ -186,6 +186,7 @@ func TestManagerWatchSymlinkedDir(t *testing.T) {
 		writeFile(t, real, "p.rego", allowPolicy("2")) // until the watch is up
 		return m.Revision() != first
 	}, 15*time.Second, 400*time.Millisecond, "a change behind the link reloads")
+	time.Sleep(2 * watchDebounce) // let the writes above settle
 
 	next := policyDir(t, map[string]string{"p.rego": allowPolicy("3")})
 	want := revisionOf(t, next)
@@ -199,6 +200,40 @@ func TestManagerWatchSymlinkedDir(t *testing.T) {
 		writeFile(t, next, "p.rego", allowPolicy("4"))
 		return m.Revision() != want
 	}, 15*time.Second, 400*time.Millisecond, "the new target is watched")
+}
+
+// TestManagerWatchNestedLinks: a Kubernetes projected volume links the
+// policy dir through ..data (policy -> ..data/policy, ..data -> ..v1) and
+// updates by swapping ..data; every update loads. The dir is configured
+// by a relative path.
+func TestManagerWatchNestedLinks(t *testing.T) {
+	base := t.TempDir()
+	version := func(n string) string {
+		d := filepath.Join(base, "..v"+n)
+		writeFile(t, d, "policy/p.rego", allowPolicy(n))
+		return d
+	}
+	version("1")
+	require.NoError(t, os.Symlink("..v1", filepath.Join(base, "..data")))
+	require.NoError(t, os.Symlink("..data/policy", filepath.Join(base, "policy")))
+	t.Chdir(base)
+	m, err := NewManager(t.Context(), Config{Dir: "policy", EvalTimeout: testTimeout}, nil, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	for _, n := range []string{"2", "3"} {
+		want := revisionOf(t, filepath.Join(version(n), "policy"))
+		// Swapped again until seen: the watch is set up asynchronously.
+		require.Eventually(t, func() bool {
+			tmp := filepath.Join(base, "..data_tmp")
+			require.NoError(t, os.Symlink("..v"+n, tmp))
+			require.NoError(t, os.Rename(tmp, filepath.Join(base, "..data")))
+			return m.Revision() == want
+		}, 15*time.Second, 400*time.Millisecond, "update %s loads", n)
+	}
 }
 
 // revisionOf is the revision of the policy in dir.

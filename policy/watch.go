@@ -27,8 +27,14 @@ func (m *Manager) watch(ctx context.Context) error {
 	// where it points: WalkDir does not follow a link at its root and
 	// would otherwise watch nothing, silently. The link's own directory
 	// is watched too, for a deploy that swaps the link (ln -sfn, or a
-	// rename over it): the new target is then watched instead.
-	root, err := filepath.EvalSymlinks(m.cfg.Dir)
+	// rename over it) or a link it resolves through (a Kubernetes
+	// projected volume's ..data): after any change there the link is
+	// resolved again, and a new target is watched instead.
+	dir, err := filepath.Abs(m.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errWatch, err)
+	}
+	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
@@ -38,10 +44,10 @@ func (m *Manager) watch(ctx context.Context) error {
 	if err := addTree(w, root); err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
-	link := ""
-	if fi, err := os.Lstat(m.cfg.Dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		link = filepath.Clean(m.cfg.Dir)
-		if err := w.Add(filepath.Dir(link)); err != nil {
+	parent := "" // of the link, if dir is one
+	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 && filepath.Dir(dir) != root {
+		parent = filepath.Dir(dir)
+		if err := w.Add(parent); err != nil {
 			return fmt.Errorf("%w: %w", errWatch, err)
 		}
 	}
@@ -57,15 +63,14 @@ func (m *Manager) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if link != "" && filepath.Dir(ev.Name) == filepath.Dir(link) && ev.Name != root {
-				if ev.Name != link {
-					continue // another entry beside the link
+			if parent != "" && filepath.Dir(ev.Name) == parent {
+				target, err := filepath.EvalSymlinks(dir)
+				if err != nil || target == root {
+					continue // the link still leads where it did
 				}
-				if target, err := filepath.EvalSymlinks(link); err == nil && target != root {
-					removeTree(w, root)
-					root = target
-					_ = addTree(w, root)
-				}
+				removeTree(w, root)
+				root = target
+				_ = addTree(w, root)
 			} else if ev.Has(fsnotify.Create) {
 				_ = addTree(w, ev.Name) // a new subdirectory; not a directory: nothing to add
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chartguard/chartguard/policy"
 	"github.com/chartguard/chartguard/proxy"
 )
 
@@ -91,6 +92,9 @@ func newServe(stderr io.Writer) *cobra.Command {
 			defer stop()
 			p, err := proxy.New(ctx, cfg, logger)
 			if err != nil {
+				if errors.Is(err, policy.ErrLoadErrors) {
+					err = errors.New(policy.LogSafe(err)) // stderr is the log
+				}
 				return usageErr(err)
 			}
 			defer p.Close()

@@ -132,3 +132,23 @@ func freePort(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// TestServeLogsNoLoadErrorText: a policy refused at start for load_errors
+// exits 2 with their count on stderr (the operational log), not their text,
+// which may quote patient ids from the policy's data.
+func TestServeLogsNoLoadErrorText(t *testing.T) {
+	setupDirs(t)
+	pol := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(pol, "p.rego"), []byte(allowRego+
+		"\nload_errors contains \"vip_patients.Patient-MRN-4711 must be true\"\n"), 0o600))
+	t.Setenv("CG_POLICY", pol)
+	var out, errb bytes.Buffer
+	assert.Equal(t, 2, run([]string{"serve", "-c", "testdata/good.yaml"}, &out, &errb))
+	assert.Contains(t, errb.String(), "policy reports load errors (1)")
+	assert.NotContains(t, errb.String(), "MRN-4711")
+
+	// policy check is where the admin reads them.
+	errb.Reset()
+	assert.Equal(t, 2, run([]string{"policy", "check", pol}, &out, &errb))
+	assert.Contains(t, out.String()+errb.String(), "vip_patients.Patient-MRN-4711 must be true")
+}

@@ -130,7 +130,7 @@ test_unknown_patient_search_defers_only_in_the_request_phase if {
 	x := json.remove(mk(["physician"], unknown_search("Observation")), ["resource/phase"])
 	d := decide(x)
 	d.allow == false
-	d.reasons == ["not on the patient's care team", "search must name a patient"]
+	d.reasons == ["not on the patient's care team", "search must name a patient", "the resource's patients could not be determined"]
 	odd := decide(mk(["physician"], object.union(unknown_search("Observation"), {"phase": "Request"})))
 	odd.allow == false
 }

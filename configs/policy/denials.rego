@@ -42,9 +42,10 @@ denials contains "the resource's patients could not be determined" if patients_u
 # patients ChartGuard could not identify (patient_status "unknown": a
 # contained Patient, or a reference it cannot resolve or read). No role
 # may see it: the policy cannot rule out a VIP, an employee or the
-# caller's own record, nor show a care relationship.
+# caller's own record, nor show a care relationship. (Input without a
+# phase is decided as a response, as patients_pending has it.)
 patients_undetermined if {
-	resource.phase == "response"
+	not resource.phase == "request"
 	resource.patient_status == "unknown"
 	is_data_request
 }

@@ -132,16 +132,18 @@ role_permits(role) if {
 # response phase when role may read the type of the resource the
 # operation returned: an operation such as $everything returns resources
 # of every type, and running it grants no more than reading them would.
-operation_output_ok(_) if not resource.phase == "response"
+# (Input without a phase is decided as a response, as patients_pending
+# has it.)
+operation_output_ok(_) if resource.phase == "request"
 
 operation_output_ok(role) if {
-	resource.phase == "response"
+	not resource.phase == "request"
 	cfg.roles[role].read["*"]
 	cfg.clinical_types[resource.type]
 }
 
 operation_output_ok(role) if {
-	resource.phase == "response"
+	not resource.phase == "request"
 	cfg.roles[role].read[resource.type]
 	resource.type != "*"
 }

@@ -66,11 +66,17 @@ test_patient_read_by_id_denied_outside_the_request_phase if {
 	d := decide(as_patient(object.union(by_id, {"phase": "response"})))
 	d.allow == false
 	d.reasons == ["role patient may only access the caller's own records", "the resource's patients could not be determined"]
+
+	# Input without a phase, or with a phase other than "request", is
+	# decided as a response.
+	every x in [json.remove(as_patient(by_id), ["resource/phase"]), as_patient(object.union(by_id, {"phase": "Request"}))] {
+		d := decide(x)
+		d.allow == false
+		d.reasons == ["role patient may only access the caller's own records", "the resource's patients could not be determined"]
+	}
 	every x in [
 		as_patient(object.union(read("Observation"), {"phase": "response"})),
-		json.remove(as_patient(by_id), ["resource/phase"]),
 		as_patient(object.union(by_id, {"kind": "route"})),
-		as_patient(object.union(by_id, {"phase": "Request"})),
 	] {
 		d := decide(x)
 		d.allow == false

@@ -34,10 +34,19 @@ records_ok(role) if {
 }
 
 # touches_linked holds when a patient of the resource is linked to the
-# caller.
+# caller: by the identity provider (linked_patients) or, for staff, by
+# data.chartguard_data.staff_patient_links, their own and their relatives'
+# records as the privacy office keeps them (the identity provider names a
+# patient link only for a patient's own login). Staff links only keep
+# staff out: they open nothing to a self-only role.
 touches_linked if {
 	some p in resource.patients
 	linked_patients[p]
+}
+
+touches_linked if {
+	some p in resource.patients
+	cfg.staff_patient_links[user.fhir_user][p]
 }
 
 # Links the policy cannot read might name any patient: patient_links
@@ -57,17 +66,11 @@ names_patients if {
 }
 
 # linked_patients is the set of patient ids the caller is or is linked to:
-# user.patient_links and a fhir_user, each "Patient/<id>", and for staff
-# the patients data.chartguard_data.staff_patient_links lists under their
-# fhir_user (their own and their relatives' records, as the privacy office
-# keeps them: the identity provider names a patient link only for a
-# patient's own login).
+# user.patient_links and a fhir_user, each "Patient/<id>".
 linked_patients contains id if {
 	some link in user.patient_links
 	id := patient_id(link)
 }
-
-linked_patients contains id if some id, _ in cfg.staff_patient_links[user.fhir_user]
 
 linked_patients contains id if id := patient_id(user.fhir_user)
 

@@ -93,3 +93,23 @@ test_staff_patient_links_keep_staff_out if {
 	d.reasons == ["not on the patient's care team"]
 	d.break_glass.allowed == true
 }
+
+# Staff links keep staff out; they open nothing to a self-only role (a
+# Practitioner login that also holds the patient role).
+test_staff_patient_links_open_nothing if {
+	x := asks({"sub": "u8", "roles": ["patient"], "fhir_user": "Practitioner/pr8"}, object.union(obs_of("p8"), {"phase": "response", "labels": ["PSY"]}))
+	not decide(x).allow
+	not decide(object.union(x, {"resource": {"labels": []}})).allow
+	scoped := object.union(asks(pr1, obs_of("p8")), {"token": {"kind": "bearer", "scopes": ["patient/*.rs"]}, "user": {"fhir_user": "Practitioner/pr8"}})
+	not decide(scoped).allow
+}
+
+# Input without a phase is decided as a response by the new rules too.
+test_no_phase_is_a_response if {
+	op := {"type": "Claim", "id": "x1", "action": "operation", "interaction": "operation", "operation": "everything", "patient_status": "known", "patients": ["p1"], "labels": []}
+	not decide(json.remove(mk(["physician"], op), ["resource/phase"])).allow
+	unknown := object.union(read("Observation"), {"patient_status": "unknown", "patients": []})
+	d := decide(json.remove(mk(["lab"], unknown), ["resource/phase"]))
+	d.allow == false
+	"the resource's patients could not be determined" in d.reasons
+}
