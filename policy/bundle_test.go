@@ -242,7 +242,8 @@ func TestCheckBundle(t *testing.T) {
 func TestBundleBombRefusedBeforeItIsRead(t *testing.T) {
 	_, pubFile := newKey(t)
 	srv := newBundleServer(t)
-	srv.serve(bundleBomb(t, 6, 15<<20), `"bomb"`) // 90 MiB unpacked
+	bomb := bundleBomb(t, 15<<20)
+	srv.serve(bomb(6), `"bomb"`) // 90 MiB unpacked
 	f, err := newBundleFetcher(BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile, Poll: BundlePollConfig{Min: time.Second, Max: time.Second}})
 	require.NoError(t, err)
 
@@ -255,16 +256,17 @@ func TestBundleBombRefusedBeforeItIsRead(t *testing.T) {
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "the bundle was unpacked into memory")
 
 	// One just under the limit is read (and refused as unsigned).
-	srv.serve(bundleBomb(t, 4, 15<<20), `"big"`)
+	srv.serve(bomb(2), `"big"`)
 	_, err = f.fetch(t.Context())
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, errTooLarge)
 }
 
-// bundleBomb is a .tar.gz of n data files of size bytes each. The gzip
-// stream is one member per file, the large body compressed once and
-// repeated (a gzip reader reads concatenated members as one stream).
-func bundleBomb(t *testing.T, n, size int) []byte {
+// bundleBomb returns a maker of .tar.gz bundles of n data files of size
+// bytes each. The gzip stream is one member per file, the large body
+// compressed once and repeated (a gzip reader reads concatenated members
+// as one stream).
+func bundleBomb(t *testing.T, size int) func(n int) []byte {
 	t.Helper()
 	gz := func(b []byte) []byte {
 		var buf bytes.Buffer
@@ -278,14 +280,16 @@ func bundleBomb(t *testing.T, n, size int) []byte {
 	body := append(append([]byte(`{"x":"`), bytes.Repeat([]byte{'0'}, size-8)...), `"}`...)
 	body = append(body, make([]byte, (512-len(body)%512)%512)...) // tar padding
 	zbody := gz(body)
-	var out bytes.Buffer
-	for i := range n {
-		var hdr bytes.Buffer
-		tw := tar.NewWriter(&hdr)
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/data.json", i), Mode: 0o600, Size: int64(size), Typeflag: tar.TypeReg}))
-		out.Write(gz(hdr.Bytes()))
-		out.Write(zbody)
+	return func(n int) []byte {
+		var out bytes.Buffer
+		for i := range n {
+			var hdr bytes.Buffer
+			tw := tar.NewWriter(&hdr)
+			require.NoError(t, tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/data.json", i), Mode: 0o600, Size: int64(size), Typeflag: tar.TypeReg}))
+			out.Write(gz(hdr.Bytes()))
+			out.Write(zbody)
+		}
+		out.Write(gz(make([]byte, 1024))) // end of archive
+		return out.Bytes()
 	}
-	out.Write(gz(make([]byte, 1024))) // end of archive
-	return out.Bytes()
 }
