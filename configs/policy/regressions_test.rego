@@ -1,4 +1,4 @@
-# Inputs a review found decided wrongly, each now decided as the rules
+# Regressions: inputs once decided wrongly, each now decided as the rules
 # say: operations' output, patients the response leaves unknown, and
 # wrongly typed or inconsistent input fields.
 package chartguard_test
