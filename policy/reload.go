@@ -58,6 +58,9 @@ type Manager struct {
 	cur     atomic.Pointer[Engine]
 	mu      sync.Mutex     // one reload at a time
 	fetcher *bundleFetcher // replaced under mu
+	// served is where cfg.Dir led when the serving policy was loaded
+	// (under mu): the watch reloads at its start if the link moved since.
+	served string
 }
 
 // NewManager loads the policy from cfg.Bundle.URL if set, else cfg.Dir,
@@ -122,9 +125,11 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	}
 	var e *Engine
 	var err error
+	var from string
 	if m.fetcher != nil {
 		e, err = m.loadBundle(ctx)
 	} else {
+		from, _ = resolveDir(m.cfg.Dir)
 		e, err = Load(ctx, m.cfg, m.log)
 	}
 	switch {
@@ -145,8 +150,10 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 			"source", r.Source, "revision", r.Previous, "error", LogSafe(err))
 	case e == nil || e.Revision() == r.Previous:
 		r.Outcome, r.Revision = OutcomeUnchanged, r.Previous
+		m.served = from
 	default:
 		m.cur.Store(e)
+		m.served = from
 		r.Outcome, r.Revision = OutcomeLoaded, e.Revision()
 		m.log.Info("policy revision serving", "trigger", trigger, "source", r.Source,
 			"revision", r.Revision, "previous", r.Previous)

@@ -236,6 +236,26 @@ func TestManagerWatchNestedLinks(t *testing.T) {
 	}
 }
 
+// TestManagerWatchStartsAfterASwap: a link swapped after the policy
+// loaded but before the watch began is caught when the watch begins.
+func TestManagerWatchStartsAfterASwap(t *testing.T) {
+	v1 := policyDir(t, map[string]string{"p.rego": allowPolicy("1")})
+	v2 := policyDir(t, map[string]string{"p.rego": allowPolicy("2")})
+	link := filepath.Join(t.TempDir(), "current")
+	require.NoError(t, os.Symlink(v1, link))
+	m, err := NewManager(t.Context(), Config{Dir: link, EvalTimeout: testTimeout}, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink(v2, link))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	want := revisionOf(t, v2)
+	require.Eventually(t, func() bool { return m.Revision() == want }, 15*time.Second, 50*time.Millisecond)
+}
+
 // revisionOf is the revision of the policy in dir.
 func revisionOf(t *testing.T, dir string) string {
 	t.Helper()

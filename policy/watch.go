@@ -34,7 +34,7 @@ func (m *Manager) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
-	root, err := filepath.EvalSymlinks(dir)
+	root, err := resolveDir(dir)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
@@ -55,6 +55,13 @@ func (m *Manager) watch(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	// A link swapped between the load serving now and this watch: reload.
+	m.mu.Lock()
+	moved := m.served != root
+	m.mu.Unlock()
+	if moved {
+		timer.Reset(watchDebounce)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -64,7 +71,7 @@ func (m *Manager) watch(ctx context.Context) error {
 				return nil
 			}
 			if parent != "" && filepath.Dir(ev.Name) == parent {
-				target, err := filepath.EvalSymlinks(dir)
+				target, err := resolveDir(dir)
 				if err != nil || target == root {
 					continue // the link still leads where it did
 				}
@@ -105,6 +112,15 @@ func addTree(w *fsnotify.Watcher, dir string) error {
 		}
 		return w.Add(path)
 	})
+}
+
+// resolveDir is the directory dir leads to: absolute, links resolved.
+func resolveDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 // removeTree stops watching dir and every directory below it.
