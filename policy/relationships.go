@@ -37,9 +37,10 @@ type RelationshipsConfig struct {
 	// relationship grants for up to TTL. Accepted risk, traded for not
 	// asking the EMR on every request; lower it where that matters.
 	TTL time.Duration `yaml:"ttl"`
-	// Timeout bounds one (user, patient) lookup. If zero, 200ms. A lookup
-	// that runs out of time denies with "care relationship could not be
-	// checked" (fail closed).
+	// Timeout bounds the lookups of one request, together (each (user,
+	// patient) pair, 8 at a time). If zero, 200ms. A lookup that runs out
+	// of time denies with "care relationship could not be checked" (fail
+	// closed).
 	Timeout time.Duration `yaml:"timeout"`
 	// EncounterLookback is how far back an Encounter counts
 	// (Encounter?date=ge<now-lookback>). If zero, 720h (30 days). Keep it

@@ -234,11 +234,23 @@ func (r *relationships) resolve(ctx context.Context, st *relState, requestID, us
 	if len(todo) == 0 {
 		return
 	}
+	// One deadline for the request's lookups, however many rounds of
+	// workers they take: a slow EMR holds a request for timeout, not for
+	// timeout per round.
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	sem := make(chan struct{}, r.workers)
 	var wg sync.WaitGroup
 	var failed sync.Once
-	for _, pt := range todo {
-		sem <- struct{}{}
+	for i, pt := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			// The rest stay errRelTimeout, never asked.
+			r.lookups.WithLabelValues("timeout").Add(float64(len(todo) - i))
+			wg.Wait()
+			return
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			rel, err := r.lookup(ctx, requestID, user, pt)

@@ -111,13 +111,15 @@ type encounterFacts struct {
 	last  time.Time // when the latest counted Encounter ended (or now, if under way)
 }
 
-// encounters: Encounter?participant=<user>&patient=<p>&date=ge<since>.
-// An Encounter of the patient the user took part in (as
+// encounters: Encounter?participant=<user>&patient=<p>&date=ge<since>&
+// date=le<today> (planned future visits would crowd the first page). An
+// Encounter of the patient the user took part in (as
 // participant.individual) counts when it was under way at or after since;
 // planned, cancelled and entered-in-error ones do not.
 func (r *relationships) encounters(ctx context.Context, requestID, user, patient string, since, now time.Time) (encounterFacts, error) {
 	q := url.Values{"participant": {user}, "patient": {"Patient/" + patient},
-		"date": {"ge" + since.UTC().Format("2006-01-02")}, "_sort": {"-date"}, "_count": {"50"}}
+		"date":  {"ge" + since.UTC().Format("2006-01-02"), "le" + now.UTC().Format("2006-01-02")},
+		"_sort": {"-date"}, "_count": {"50"}}
 	entries, err := r.search(ctx, requestID, "Encounter", q)
 	if err != nil {
 		return encounterFacts{}, err
@@ -261,26 +263,71 @@ func (r *relationships) isGP(body []byte, user, patient string) (bool, error) {
 	return false, nil
 }
 
-// search runs a FHIR search and returns its match entries' resources. Any
-// answer but a 200 searchset Bundle is an error.
+// relMaxPages bounds the pages read of one search.
+const relMaxPages = 4
+
+// search runs a FHIR search and returns its match entries' resources,
+// following the Bundle's next links. Any answer but a 200 searchset
+// Bundle is an error, and so is a search with more than relMaxPages
+// pages: a relationship on a page not read would be missed, and a miss is
+// cached as "none".
 func (r *relationships) search(ctx context.Context, requestID, typ string, q url.Values) ([]json.RawMessage, error) {
-	body, status, err := r.get(ctx, requestID, r.base+"/"+typ+"?"+q.Encode())
-	if err != nil {
-		return nil, err
+	u := r.base + "/" + typ + "?" + q.Encode()
+	var out []json.RawMessage
+	for page := 1; ; page++ {
+		body, status, err := r.get(ctx, requestID, u)
+		if err != nil {
+			return nil, err
+		}
+		if status != http.StatusOK {
+			return nil, fmt.Errorf("%w: %s search answered %d", errRelUpstream, typ, status)
+		}
+		entries, next, err := searchEntries(typ, body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, entries...)
+		switch ok := false; {
+		case next == "":
+			return out, nil
+		case page == relMaxPages:
+			return nil, fmt.Errorf("%w: %s search has more than %d pages", errRelUpstream, typ, relMaxPages)
+		default:
+			if u, ok = r.pageURL(next); !ok {
+				return nil, fmt.Errorf("%w: %s search's next page is not under the FHIR base", errRelUpstream, typ)
+			}
+		}
 	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("%w: %s search answered %d", errRelUpstream, typ, status)
+}
+
+// pageURL maps a search's next link onto the upstream. The EMR may name
+// itself by a base ChartGuard fronts (its public URL, say); a link under
+// no such base is refused, so the service identity goes nowhere else.
+func (r *relationships) pageURL(next string) (string, bool) {
+	for _, b := range append([]string{r.base}, r.bases...) {
+		rest, ok := strings.CutPrefix(next, b)
+		if !ok || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+			continue
+		}
+		if path, _, _ := strings.Cut(rest, "?"); strings.Contains(path, "..") || strings.ContainsAny(rest, "#\\") {
+			return "", false
+		}
+		return r.base + rest, true
 	}
-	return searchEntries(typ, body)
+	return "", false
 }
 
 // searchEntries returns the resources of a searchset Bundle's match
-// entries; anything else is an error.
-func searchEntries(typ string, body []byte) ([]json.RawMessage, error) {
+// entries and its next link; anything else is an error.
+func searchEntries(typ string, body []byte) ([]json.RawMessage, string, error) {
 	var b struct {
 		ResourceType string `json:"resourceType"`
 		Type         string `json:"type"`
-		Entry        []struct {
+		Link         []struct {
+			Relation string `json:"relation"`
+			URL      string `json:"url"`
+		} `json:"link"`
+		Entry []struct {
 			Resource json.RawMessage `json:"resource"`
 			Search   struct {
 				Mode string `json:"mode"`
@@ -288,7 +335,7 @@ func searchEntries(typ string, body []byte) ([]json.RawMessage, error) {
 		} `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "searchset" {
-		return nil, fmt.Errorf("%w: %s search did not answer a searchset Bundle", errRelUpstream, typ)
+		return nil, "", fmt.Errorf("%w: %s search did not answer a searchset Bundle", errRelUpstream, typ)
 	}
 	var out []json.RawMessage
 	for _, e := range b.Entry {
@@ -296,7 +343,13 @@ func searchEntries(typ string, body []byte) ([]json.RawMessage, error) {
 			out = append(out, e.Resource)
 		}
 	}
-	return out, nil
+	var next string
+	for _, l := range b.Link {
+		if l.Relation == "next" {
+			next = l.URL
+		}
+	}
+	return out, next, nil
 }
 
 // get reads u as the service identity and returns the FHIR JSON body and

@@ -39,12 +39,17 @@ func FuzzRelationshipAnswers(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	r := &relationships{bases: []string{"http://up/fhir"}}
+	r := &relationships{base: "http://up/fhir", bases: []string{"http://up/fhir", "https://emr.example.org/fhir"}}
 	since := relNow.Add(-30 * 24 * time.Hour)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		entries, err := searchEntries("CareTeam", body)
+		entries, next, err := searchEntries("CareTeam", body)
 		if err != nil {
 			assert.Nil(t, entries)
+			assert.Empty(t, next)
+		}
+		if u, ok := r.pageURL(next); ok {
+			assert.True(t, strings.HasPrefix(u, r.base), "a next page off the upstream: %q", u)
+			assert.NotContains(t, u, "..")
 		}
 		onTeam := r.onCareTeam(entries, user, patient, relNow)
 		enc := r.lastEncounter(entries, user, patient, since, relNow)

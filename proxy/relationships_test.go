@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +39,8 @@ type fakeEMR struct {
 	malformed  bool              // answer searches with a non-Bundle
 	block      chan struct{}     // when set, lookups wait for it or their request's end
 	lookups    map[string]int    // resource type -> lookups served
+	pageSize   int               // when set, searches answer pages of this size
+	pageBase   string            // the base of next links (the EMR's own URL if empty)
 }
 
 func newFakeEMR() *fakeEMR {
@@ -100,7 +104,19 @@ func (f *fakeEMR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				entries = append(entries, `{"resource":`+res+`,"search":{"mode":"match"}}`)
 			}
 		}
-		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]}`, strings.Join(entries, ","))
+		link := ""
+		if f.pageSize > 0 {
+			q := r.URL.Query()
+			offset, _ := strconv.Atoi(q.Get("_offset"))
+			entries = entries[min(offset, len(entries)):]
+			if len(entries) > f.pageSize {
+				entries = entries[:f.pageSize]
+				q.Set("_offset", strconv.Itoa(offset+f.pageSize))
+				base := cmp.Or(f.pageBase, "http://"+r.Host+"/fhir")
+				link = fmt.Sprintf(`"link":[{"relation":"next","url":%q}],`, base+"/"+typ+"?"+q.Encode())
+			}
+		}
+		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset",%s"entry":[%s]}`, link, strings.Join(entries, ","))
 	case "Patient":
 		p, ok := f.patients[id]
 		if !ok {
@@ -430,4 +446,97 @@ func BenchmarkRelationshipResolveHit(b *testing.B) {
 		st := &relState{got: map[string]relResult{}}
 		r.resolve(context.Background(), st, "req", "Practitioner/pr1", patients)
 	}
+}
+
+// TestRelationshipSearchPages: a relationship on a later page of a search
+// is found, following next links the EMR writes under its public base; a
+// next link off the FHIR bases, or more than relMaxPages pages, fails the
+// lookup (denied, not cached) rather than reading as "no relationship".
+func TestRelationshipSearchPages(t *testing.T) {
+	const user = "Practitioner/pr1"
+	emr := newFakeEMR()
+	emr.patients["p1"] = patientJSON("p1")
+	for i := range 60 {
+		emr.careTeams = append(emr.careTeams, ctJSON("active", "p1", fmt.Sprintf("Practitioner/x%d", i), ""))
+	}
+	emr.careTeams = append(emr.careTeams[:55], append([]string{ctJSON("active", "p1", user, "")}, emr.careTeams[55:]...)...)
+	emr.pageSize, emr.pageBase = 50, "https://emr.example.org/fhir"
+	srv := httptest.NewServer(emr)
+	t.Cleanup(srv.Close)
+	cfg := policy.RelationshipsConfig{Source: policy.RelationshipsFHIR, Timeout: 5 * time.Second}
+	cfg.SetDefaults()
+	newRel := func(bases ...string) *relationships {
+		return newRelationships(cfg, srv.Client(), srv.URL+"/fhir", append([]string{srv.URL + "/fhir"}, bases...),
+			func() time.Time { return relNow }, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	}
+
+	r := newRel("https://emr.example.org/fhir")
+	st := &relState{got: map[string]relResult{}}
+	r.resolve(t.Context(), st, "req", user, []string{"p1"})
+	require.NoError(t, st.got["p1"].err)
+	assert.True(t, st.got["p1"].rel.CareTeam, "the team on page 2 counts")
+	assert.Equal(t, 2, emr.count("CareTeam"))
+
+	// The EMR's next link is under no base ChartGuard fronts.
+	r = newRel()
+	st = &relState{got: map[string]relResult{}}
+	r.resolve(t.Context(), st, "req", user, []string{"p1"})
+	require.ErrorIs(t, st.got["p1"].err, errRelUpstream)
+	_, cached := r.cache.get(user, "p1", relNow)
+	assert.False(t, cached, "a failed lookup is not cached")
+
+	// Too many pages.
+	emr.pageSize, emr.pageBase = 10, ""
+	r = newRel()
+	st = &relState{got: map[string]relResult{}}
+	r.resolve(t.Context(), st, "req", user, []string{"p1"})
+	require.ErrorIs(t, st.got["p1"].err, errRelUpstream)
+	assert.Contains(t, st.got["p1"].err.Error(), "more than 4 pages")
+}
+
+// TestRelationshipPageURL: next links map onto the upstream only from
+// under a FHIR base, never with a path that climbs out of it.
+func TestRelationshipPageURL(t *testing.T) {
+	r := &relationships{base: "http://up/fhir", bases: []string{"http://up/fhir", "https://emr.example.org/fhir"}}
+	tests := []struct {
+		next, want string
+	}{
+		{"http://up/fhir/CareTeam?_offset=50", "http://up/fhir/CareTeam?_offset=50"},
+		{"https://emr.example.org/fhir?_getpages=abc", "http://up/fhir?_getpages=abc"},
+		{"https://emr.example.org/fhir/Encounter?_offset=50&date=ge2026-11-06", "http://up/fhir/Encounter?_offset=50&date=ge2026-11-06"},
+		{"https://evil.example.org/fhir/CareTeam?_offset=50", ""},
+		{"http://up/fhirx/CareTeam", ""},
+		{"http://up/fhir/../admin?x=1", ""},
+		{"http://up/fhir/CareTeam#x", ""},
+		{"/fhir/CareTeam?_offset=50", ""},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		got, ok := r.pageURL(tc.next)
+		assert.Equal(t, tc.want != "", ok, tc.next)
+		assert.Equal(t, tc.want, got, tc.next)
+	}
+}
+
+// TestRelationshipRequestDeadline: a request's lookups share one
+// deadline, so a slow EMR holds the request for timeout, not for timeout
+// per round of workers.
+func TestRelationshipRequestDeadline(t *testing.T) {
+	emr := newFakeEMR()
+	emr.block = make(chan struct{})
+	t.Cleanup(func() { close(emr.block) })
+	r, _ := newTestRelationships(t, emr, 100*time.Millisecond)
+	patients := make([]string, 24) // three rounds of 8 workers
+	for i := range patients {
+		patients[i] = fmt.Sprintf("p%d", i)
+	}
+	st := &relState{got: map[string]relResult{}}
+	r.resolve(t.Context(), st, "req", "Practitioner/pr1", patients)
+	for _, p := range patients {
+		require.ErrorIs(t, st.got[p].err, errRelTimeout, p)
+	}
+	// Past the deadline no lookup starts: only the first round's 8
+	// lookups (4 requests each) reached the EMR.
+	assert.LessOrEqual(t, emr.total(), 8*4)
+	assert.Equal(t, 24.0, counterValue(t, r.lookups.WithLabelValues("timeout")))
 }
