@@ -59,7 +59,11 @@ const (
 	reasonRelationship = "care relationship could not be checked"
 	relWorkers         = 8
 	relMaxLookups      = 64
-	relCacheSize       = 10000
+	// relMaxFetches bounds the lookups asking the EMR at once, across all
+	// requests (each sends 4 requests): one user's sweep of patient ids,
+	// or a busy ward, must not flood the EMR.
+	relMaxFetches = 32
+	relCacheSize  = 10000
 	// relMaxBody caps one lookup answer; a larger one is an error.
 	relMaxBody = 1 << 20
 )
@@ -86,6 +90,7 @@ type relationships struct {
 	lookups  *prometheus.CounterVec
 	workers  int
 	maxLooks int
+	fetching chan struct{} // a slot per lookup asking the EMR (relMaxFetches)
 }
 
 // newRelationships builds the lookup for cfg; bases are the FHIR bases
@@ -94,7 +99,7 @@ func newRelationships(cfg policy.RelationshipsConfig, client *http.Client, base 
 	now func() time.Time, log *slog.Logger, reg prometheus.Registerer) *relationships {
 	r := &relationships{client: client, base: base, bases: bases, ttl: cfg.TTL, timeout: cfg.Timeout,
 		lookback: cfg.EncounterLookback, now: now, log: log, cache: newRelCache(relCacheSize),
-		workers: relWorkers, maxLooks: relMaxLookups,
+		workers: relWorkers, maxLooks: relMaxLookups, fetching: make(chan struct{}, relMaxFetches),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chartguard_relationship_lookups_total",
 			Help: "Care-relationship lookups per (user, patient) by outcome: hit (cache), miss (asked the EMR), " +
@@ -284,6 +289,12 @@ func outcomeOf(err error) string {
 // deadline (or ctx's end).
 func (r *relationships) lookup(ctx context.Context, requestID, user, patient string) (chartguard.Relationship, error) {
 	f := r.flights.join(user+"\x00"+patient, r.timeout, func(ctx context.Context) (chartguard.Relationship, error) {
+		select {
+		case r.fetching <- struct{}{}:
+			defer func() { <-r.fetching }()
+		case <-ctx.Done():
+			return chartguard.Relationship{}, errRelTimeout // waited its whole time for a slot
+		}
 		rel, err := r.fetch(ctx, requestID, user, patient)
 		if err == nil {
 			r.cache.put(user, patient, rel, r.now().Add(r.ttl))

@@ -540,3 +540,28 @@ func TestRelationshipRequestDeadline(t *testing.T) {
 	assert.LessOrEqual(t, emr.total(), 8*4)
 	assert.Equal(t, 24.0, counterValue(t, r.lookups.WithLabelValues("timeout")))
 }
+
+// TestRelationshipFetchesBoundedAcrossRequests: however many requests look
+// up relationships at once, at most relMaxFetches lookups ask the EMR; the
+// rest wait for a slot (within their timeout) and then run.
+func TestRelationshipFetchesBoundedAcrossRequests(t *testing.T) {
+	emr := newFakeEMR()
+	emr.block = make(chan struct{})
+	r, _ := newTestRelationships(t, emr, 10*time.Second)
+	var wg sync.WaitGroup
+	for i := range 5 { // 5 requests x 8 workers: 40 lookups at once
+		wg.Go(func() {
+			patients := make([]string, 8)
+			for j := range patients {
+				patients[j] = fmt.Sprintf("p%d-%d", i, j)
+			}
+			r.resolve(t.Context(), &relState{got: map[string]relResult{}}, "req", "Practitioner/pr1", patients)
+		})
+	}
+	require.Eventually(t, func() bool { return emr.count("CareTeam") == relMaxFetches }, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // room for any lookup past the bound to arrive
+	assert.Equal(t, relMaxFetches, emr.count("CareTeam"), "lookups asking the EMR at once")
+	close(emr.block)
+	wg.Wait()
+	assert.Equal(t, 40, emr.count("CareTeam"), "the others ran once slots were free")
+}
