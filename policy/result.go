@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -47,35 +48,35 @@ func parseDecision(v ast.Value) (chartguard.Decision, error) {
 	if !ok {
 		return d, fmt.Errorf("%w: decision is %s, want object", ErrShape, ast.ValueName(v))
 	}
-	t := obj.Get(keyAllow)
-	if t == nil {
+	if obj.Get(keyAllow) == nil {
 		return d, fmt.Errorf("%w: decision has no allow", ErrShape)
 	}
-	var err error
-	if d.Allow, err = asBool("allow", t); err != nil {
+	if err := cmp.Or(
+		field(obj, keyAllow, "allow", asBool, &d.Allow),
+		field(obj, keyReasons, "reasons", asStrings, &d.Reasons),
+		field(obj, keyMFA, "require_mfa_within_s", asCount, &d.RequireMFAWithinS),
+		field(obj, keyBreakGlass, "break_glass", parseBreakGlass, &d.BreakGlass),
+		field(obj, keyObligations, "obligations", parseObligations, &d.Obligations),
+	); err != nil {
 		return chartguard.Decision{}, err
 	}
-	if t := obj.Get(keyReasons); t != nil {
-		if d.Reasons, err = asStrings("reasons", t); err != nil {
-			return chartguard.Decision{}, err
-		}
-	}
-	if t := obj.Get(keyMFA); t != nil {
-		if d.RequireMFAWithinS, err = asCount("require_mfa_within_s", t); err != nil {
-			return chartguard.Decision{}, err
-		}
-	}
-	if t := obj.Get(keyBreakGlass); t != nil {
-		if d.BreakGlass, err = parseBreakGlass(t); err != nil {
-			return chartguard.Decision{}, err
-		}
-	}
-	if t := obj.Get(keyObligations); t != nil {
-		if d.Obligations, err = parseObligations(t); err != nil {
-			return chartguard.Decision{}, err
-		}
-	}
 	return d, nil
+}
+
+// field sets *dst to what parse reads from obj's value at key, if obj has
+// the key; name is the key's path for errors. (The parse functions are
+// top-level functions, not closures, so this allocates nothing.)
+func field[T any](obj ast.Object, key *ast.Term, name string, parse func(string, *ast.Term) (T, error), dst *T) error {
+	t := obj.Get(key)
+	if t == nil {
+		return nil
+	}
+	v, err := parse(name, t)
+	if err != nil {
+		return err
+	}
+	*dst = v
+	return nil
 }
 
 // The keys of the decision contract, as terms for ast.Object.Get.
@@ -92,55 +93,37 @@ var (
 	keyTags        = ast.StringTerm("tags")
 )
 
-func parseBreakGlass(t *ast.Term) (chartguard.BreakGlass, error) {
+func parseBreakGlass(name string, t *ast.Term) (chartguard.BreakGlass, error) {
 	var bg chartguard.BreakGlass
 	obj, ok := t.Value.(ast.Object)
 	if !ok {
-		return bg, fmt.Errorf("%w: break_glass is %s, want object", ErrShape, ast.ValueName(t.Value))
+		return bg, fmt.Errorf("%w: %s is %s, want object", ErrShape, name, ast.ValueName(t.Value))
 	}
-	var err error
-	if t := obj.Get(keyAllowed); t != nil {
-		if bg.Allowed, err = asBool("break_glass.allowed", t); err != nil {
-			return chartguard.BreakGlass{}, err
-		}
-	}
-	if t := obj.Get(keyReasons); t != nil {
-		if bg.Reasons, err = asStrings("break_glass.reasons", t); err != nil {
-			return chartguard.BreakGlass{}, err
-		}
+	if err := cmp.Or(
+		field(obj, keyAllowed, "break_glass.allowed", asBool, &bg.Allowed),
+		field(obj, keyReasons, "break_glass.reasons", asStrings, &bg.Reasons),
+	); err != nil {
+		return chartguard.BreakGlass{}, err
 	}
 	return bg, nil
 }
 
-func parseObligations(t *ast.Term) (chartguard.Obligations, error) {
+func parseObligations(name string, t *ast.Term) (chartguard.Obligations, error) {
 	var o chartguard.Obligations
 	obj, ok := t.Value.(ast.Object)
 	if !ok {
-		return o, fmt.Errorf("%w: obligations is %s, want object", ErrShape, ast.ValueName(t.Value))
+		return o, fmt.Errorf("%w: %s is %s, want object", ErrShape, name, ast.ValueName(t.Value))
 	}
-	var err error
-	if t := obj.Get(keyRedact); t != nil {
-		if o.Redact, err = asStrings("obligations.redact", t); err != nil {
-			return chartguard.Obligations{}, err
-		}
+	var maxCount int64
+	if err := cmp.Or(
+		field(obj, keyRedact, "obligations.redact", asStrings, &o.Redact),
+		field(obj, keyBlockExport, "obligations.block_export", asBool, &o.BlockExport),
+		field(obj, keyMaxCount, "obligations.max_count", asCount, &maxCount),
+		field(obj, keyTags, "obligations.tags", asStrings, &o.Tags),
+	); err != nil {
+		return chartguard.Obligations{}, err
 	}
-	if t := obj.Get(keyBlockExport); t != nil {
-		if o.BlockExport, err = asBool("obligations.block_export", t); err != nil {
-			return chartguard.Obligations{}, err
-		}
-	}
-	if t := obj.Get(keyMaxCount); t != nil {
-		n, err := asCount("obligations.max_count", t)
-		if err != nil {
-			return chartguard.Obligations{}, err
-		}
-		o.MaxCount = int(n)
-	}
-	if t := obj.Get(keyTags); t != nil {
-		if o.Tags, err = asStrings("obligations.tags", t); err != nil {
-			return chartguard.Obligations{}, err
-		}
-	}
+	o.MaxCount = int(maxCount)
 	return o, nil
 }
 
