@@ -20,6 +20,7 @@ const (
 // Defaults applied by [RelationshipsConfig.SetDefaults].
 const (
 	DefaultRelationshipsTTL      = 5 * time.Minute
+	DefaultRelationshipsNegTTL   = 30 * time.Second
 	DefaultRelationshipsTimeout  = 200 * time.Millisecond
 	DefaultRelationshipsLookback = 30 * 24 * time.Hour
 )
@@ -37,6 +38,12 @@ type RelationshipsConfig struct {
 	// relationship grants for up to TTL. Accepted risk, traded for not
 	// asking the EMR on every request; lower it where that matters.
 	TTL time.Duration `yaml:"ttl"`
+	// NegativeTTL is how long an answer naming no care team, PCP or
+	// encounter is reused. If zero, 30s or TTL, whichever is shorter.
+	// Shorter than TTL because the common change is a new one: a nurse
+	// added to the team, a patient admitted to the ward. Each would
+	// otherwise be denied, and break the glass, for up to TTL.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	// Timeout bounds the lookups of one request, together (each (user,
 	// patient) pair, 8 at a time). If zero, 200ms. A lookup that runs out
 	// of time denies with "care relationship could not be checked" (fail
@@ -56,6 +63,9 @@ func (c *RelationshipsConfig) SetDefaults() {
 	if c.TTL == 0 {
 		c.TTL = DefaultRelationshipsTTL
 	}
+	if c.NegativeTTL == 0 && c.TTL > 0 {
+		c.NegativeTTL = min(DefaultRelationshipsNegTTL, c.TTL)
+	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultRelationshipsTimeout
 	}
@@ -72,6 +82,9 @@ func (c *RelationshipsConfig) Validate() error {
 	}
 	if c.TTL < 0 {
 		errs = append(errs, errors.New("policy.relationships.ttl: must be positive, e.g. 5m"))
+	}
+	if c.NegativeTTL < 0 || (c.TTL > 0 && c.NegativeTTL > c.TTL) {
+		errs = append(errs, errors.New("policy.relationships.negative_ttl: must be positive and at most ttl, e.g. 30s"))
 	}
 	if c.Timeout < 0 || c.Timeout > time.Minute {
 		errs = append(errs, errors.New("policy.relationships.timeout: must be between 0 and 1m, e.g. 200ms"))

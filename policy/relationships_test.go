@@ -11,10 +11,14 @@ import (
 func TestRelationshipsConfigDefaults(t *testing.T) {
 	var c Config
 	c.SetDefaults()
-	assert.Equal(t, RelationshipsConfig{Source: RelationshipsData, TTL: 5 * time.Minute,
+	assert.Equal(t, RelationshipsConfig{Source: RelationshipsData, TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second,
 		Timeout: 200 * time.Millisecond, EncounterLookback: 30 * 24 * time.Hour}, c.Relationships,
 		"nothing is looked up unless source is fhir")
 	require.NoError(t, c.Relationships.Validate())
+
+	short := RelationshipsConfig{TTL: 10 * time.Second}
+	short.SetDefaults()
+	assert.Equal(t, 10*time.Second, short.NegativeTTL, "negative answers are never kept longer than ttl")
 }
 
 func TestRelationshipsConfigValidate(t *testing.T) {
@@ -24,6 +28,10 @@ func TestRelationshipsConfigValidate(t *testing.T) {
 		want []string // substrings of the error; none = valid
 	}{
 		{"fhir", RelationshipsConfig{Source: "fhir", TTL: time.Minute, Timeout: time.Second, EncounterLookback: time.Hour}, nil},
+		{"negative_ttl longer than ttl", RelationshipsConfig{Source: "fhir", TTL: time.Minute, NegativeTTL: 2 * time.Minute},
+			[]string{"policy.relationships.negative_ttl: must be positive and at most ttl"}},
+		{"negative_ttl negative", RelationshipsConfig{Source: "fhir", TTL: time.Minute, NegativeTTL: -time.Second},
+			[]string{"policy.relationships.negative_ttl"}},
 		{"unknown source", RelationshipsConfig{Source: "FHIR"}, []string{`policy.relationships.source: "FHIR" is not data or fhir`}},
 		{"every problem at once", RelationshipsConfig{Source: "data", TTL: -1, Timeout: 2 * time.Minute, EncounterLookback: -1},
 			[]string{"policy.relationships.ttl", "policy.relationships.timeout", "policy.relationships.encounter_lookback"}},

@@ -35,7 +35,8 @@ import (
 // and passes the answer in input.relationship, so the policy stays pure.
 // department is the patient's current department: the id of the
 // Organization providing their in-progress Encounter, whoever takes part.
-// Answers are cached per (user, patient) for policy.relationships.ttl.
+// Answers are cached per (user, patient) for policy.relationships.ttl, and
+// answers that name no care team, PCP or encounter for negative_ttl.
 //
 // A relationship that cannot be established — the EMR times out
 // (policy.relationships.timeout), fails, answers something that is not a
@@ -81,6 +82,7 @@ type relationships struct {
 	base     string       // the upstream's absolute FHIR base
 	bases    []string     // absolute FHIR bases whose references name local resources
 	ttl      time.Duration
+	negTTL   time.Duration // for answers that relate nothing (see cacheFor)
 	timeout  time.Duration
 	lookback time.Duration
 	now      func() time.Time
@@ -97,7 +99,7 @@ type relationships struct {
 // (public and upstream) under which an absolute reference is local.
 func newRelationships(cfg policy.RelationshipsConfig, client *http.Client, base string, bases []string,
 	now func() time.Time, log *slog.Logger, reg prometheus.Registerer) *relationships {
-	r := &relationships{client: client, base: base, bases: bases, ttl: cfg.TTL, timeout: cfg.Timeout,
+	r := &relationships{client: client, base: base, bases: bases, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, timeout: cfg.Timeout,
 		lookback: cfg.EncounterLookback, now: now, log: log, cache: newRelCache(relCacheSize),
 		workers: relWorkers, maxLooks: relMaxLookups, fetching: make(chan struct{}, relMaxFetches),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -297,7 +299,7 @@ func (r *relationships) lookup(ctx context.Context, requestID, user, patient str
 		}
 		rel, err := r.fetch(ctx, requestID, user, patient)
 		if err == nil {
-			r.cache.put(user, patient, rel, r.now().Add(r.ttl))
+			r.cache.put(user, patient, rel, r.now().Add(r.cacheFor(rel)))
 		}
 		return rel, err
 	})
@@ -314,6 +316,16 @@ func (r *relationships) lookup(ctx context.Context, requestID, user, patient str
 	case <-ctx.Done():
 		return chartguard.Relationship{}, errRelTimeout
 	}
+}
+
+// cacheFor is how long rel is reused. An answer relating the user to the
+// patient only through the patient's department is negative here: whether
+// it relates them is the policy's call, and a transfer changes it.
+func (r *relationships) cacheFor(rel chartguard.Relationship) time.Duration {
+	if rel.CareTeam || rel.PCP || rel.EncounterDaysAgo != nil {
+		return r.ttl
+	}
+	return r.negTTL
 }
 
 // flights runs one fetch per key at a time; callers of the same key share

@@ -328,6 +328,57 @@ func TestRelationshipCacheTTL(t *testing.T) {
 	assert.Equal(t, 2.0, counterValue(t, r.lookups.WithLabelValues("miss")))
 }
 
+// TestRelationshipNegativeTTL: an answer relating nothing is reused for
+// negative_ttl only, so a clinician just added to the care team is not
+// sent to break the glass for the whole ttl; the positive answer then
+// lasts the ttl.
+func TestRelationshipNegativeTTL(t *testing.T) {
+	t.Parallel()
+	emr := newFakeEMR()
+	r, clock := newTestRelationships(t, emr, time.Second)
+	require.Equal(t, 30*time.Second, r.negTTL)
+	resolve := func() chartguard.Relationship {
+		st := &relState{got: map[string]relResult{}}
+		r.resolve(context.Background(), st, "req", "Practitioner/pr1", []string{"p1"})
+		require.NoError(t, st.got["p1"].err)
+		return st.got["p1"].rel
+	}
+	assert.False(t, resolve().CareTeam)
+	require.Equal(t, 4, emr.total())
+
+	emr.mu.Lock()
+	emr.careTeams = []string{ctJSON("active", "p1", "Practitioner/pr1", "")} // added to the team
+	emr.mu.Unlock()
+	clock.advance(r.negTTL - time.Second)
+	assert.False(t, resolve().CareTeam, "within negative_ttl the cached answer is used")
+	assert.Equal(t, 4, emr.total())
+
+	clock.advance(time.Second)
+	assert.True(t, resolve().CareTeam, "after negative_ttl the EMR is asked again")
+	assert.Equal(t, 8, emr.total())
+
+	clock.advance(r.ttl - time.Second)
+	assert.True(t, resolve().CareTeam, "a positive answer lasts the ttl")
+	assert.Equal(t, 8, emr.total())
+}
+
+func TestRelationshipCacheFor(t *testing.T) {
+	r := &relationships{ttl: 5 * time.Minute, negTTL: 30 * time.Second}
+	cases := []struct {
+		rel  chartguard.Relationship
+		want time.Duration
+	}{
+		{chartguard.Relationship{}, 30 * time.Second},
+		{chartguard.Relationship{Department: "org1"}, 30 * time.Second},
+		{chartguard.Relationship{CareTeam: true}, 5 * time.Minute},
+		{chartguard.Relationship{PCP: true}, 5 * time.Minute},
+		{chartguard.Relationship{EncounterDaysAgo: days(3)}, 5 * time.Minute},
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.want, r.cacheFor(tc.rel), "%+v", tc.rel)
+	}
+}
+
 func TestRelationshipCacheBounded(t *testing.T) {
 	t.Parallel()
 	c := newRelCache(3)
