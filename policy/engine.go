@@ -67,7 +67,8 @@ type Engine struct {
 	// memoOK: the policy calls no non-deterministic built-in; and
 	// readsResourceID: a rule refers to input.resource.id (see Memo).
 	memoOK, readsResourceID bool
-	constants               constants // the decisions the policy writes as constants
+	constants               constants  // the decisions the policy writes as constants
+	quiet                   quietRules // rules Explain leaves out
 }
 
 // New loads the policy in cfg.Dir, compiles it as Rego v1 and prepares
@@ -88,9 +89,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error) 
 	}
 	src, err := loadDir(cfg.Dir, false)
 	if err != nil {
-		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, err)
+		return nil, content(fmt.Errorf("policy: load %s: %w", cfg.Dir, err))
 	}
-	return build(ctx, cfg, src, "", cfg.Dir, logger)
+	e, err := build(ctx, cfg, src, "", cfg.Dir, logger)
+	return e, content(err)
 }
 
 // build compiles src and prepares cfg.Query (cfg has its defaults). The
@@ -141,11 +143,16 @@ func build(ctx context.Context, cfg Config, src *source, revision, where string,
 		return nil, fmt.Errorf("policy: %s: %w", where, err)
 	}
 
+	constants, err := constantDecisions(compiler.GetRules(ref))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %s can never be a valid decision: %w", where, cfg.Query, err)
+	}
+
 	logger.Info("policy loaded", "revision", revision, "modules", len(src.modules))
 	use := inputFields(compiler.Modules)
 	return &Engine{query: query, enc: newEncoder(use, src.dataKeys()...), revision: revision, digest: digest,
 		timeout: cfg.EvalTimeout, memoOK: deterministic(compiler.Modules), readsResourceID: use.get("resource").get("id") != nil,
-		constants: constantDecisions(compiler.GetRules(ref))}, nil
+		constants: constants, quiet: quietRulesOf(compiler.Modules, ref)}, nil
 }
 
 // Revision identifies the loaded policy: the first 16 hex digits of a
@@ -202,8 +209,12 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 	// one ctx callback, rather than a derived context with a deadline:
 	// this runs for every request. (Without an external Cancel, OPA starts
 	// a goroutine per evaluation to watch ctx.)
+	timeout := e.timeout
+	if tracer != nil {
+		timeout = max(timeout, explainTimeout)
+	}
 	stopper := &deadline{Cancel: topdown.NewCancel()}
-	timer := time.AfterFunc(e.timeout, stopper.expire)
+	timer := time.AfterFunc(timeout, stopper.expire)
 	defer timer.Stop()
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, stopper.Cancel.Cancel)()
@@ -224,7 +235,7 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 	start := time.Now()
 	rs, err := e.query.Eval(ctx, opts...)
 	putFlatCache(cache) // OPA is done with it: Eval runs no goroutine
-	if time.Since(start) >= e.timeout {
+	if time.Since(start) >= timeout {
 		stopper.expired.Store(true) // the timer may not have run yet
 	}
 	if err == nil && (stopper.expired.Load() || ctx.Err() != nil) {
@@ -234,7 +245,7 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 		err = errLate
 	}
 	if err != nil {
-		return e.evalFailed(ctx, stopper.expired.Load(), id, err)
+		return e.evalFailed(ctx, stopper.expired.Load(), timeout, id, err)
 	}
 
 	d, err := e.constants.decisionFromResult(rs)
@@ -242,10 +253,10 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 	case errors.Is(err, ErrUndefined):
 		return e.deny(id, ReasonUndefined, err)
 	case err != nil:
-		return e.deny(id, ReasonMalformed, err)
+		return e.deny(id, ReasonMalformed, content(err))
 	}
 	if err := checkRedactPaths(d.Obligations.Redact); err != nil {
-		return e.deny(id, ReasonRedactPath, fmt.Errorf("%w: %w", ErrShape, err))
+		return e.deny(id, ReasonRedactPath, content(fmt.Errorf("%w: %w", ErrShape, err)))
 	}
 	d.ID, d.Revision = id, e.revision
 	if memo != nil {
@@ -256,29 +267,27 @@ func (e *Engine) decide(ctx context.Context, in *chartguard.Input, memo *Memo, t
 
 // evalFailed classifies an evaluation error.
 //
-// Security: error messages of built-ins can quote their operands, which
-// come from the input (patient ids, paths). The returned error keeps only
-// the OPA error code and the policy location for those, since callers log
-// it.
-func (e *Engine) evalFailed(ctx context.Context, expired bool, id string, err error) (chartguard.Decision, error) {
+// Security: error messages can quote values from the input and the data
+// (patient ids): a built-in's quotes its operands, a conflict the values
+// in conflict. Built-in messages are dropped; the rest stay for the
+// admin and the audit event, and [LogSafe] keeps them out of the log.
+func (e *Engine) evalFailed(ctx context.Context, expired bool, timeout time.Duration, id string, err error) (chartguard.Decision, error) {
 	switch ctxErr := ctx.Err(); {
 	case expired || errors.Is(ctxErr, context.DeadlineExceeded):
-		return e.deny(id, ReasonTimeout, fmt.Errorf("%w after %s", ErrTimeout, e.timeout))
+		return e.deny(id, ReasonTimeout, fmt.Errorf("%w after %s", ErrTimeout, timeout))
 	case ctxErr != nil:
 		return e.deny(id, ReasonCanceled, fmt.Errorf("policy evaluation: %w", ctxErr))
 	}
 	var te *topdown.Error
 	if !errors.As(err, &te) {
-		return e.deny(id, ReasonError, fmt.Errorf("%w: %w", ErrEval, err))
-	}
-	where := ""
-	if te.Location != nil {
-		where = " at " + te.Location.String()
+		return e.deny(id, ReasonError, content(fmt.Errorf("%w: %w", ErrEval, err)))
 	}
 	if te.Code == topdown.BuiltinErr {
-		return e.deny(id, ReasonError, fmt.Errorf("%w: %s%s", ErrEval, te.Code, where))
+		// Security: a built-in's message quotes its operands, which come
+		// from the input; nobody needs them to find the failing line.
+		te = &topdown.Error{Code: te.Code, Location: te.Location}
 	}
-	return e.deny(id, ReasonError, fmt.Errorf("%w: %s%s: %s", ErrEval, te.Code, where, te.Message))
+	return e.deny(id, ReasonError, content(fmt.Errorf("%w: %w", ErrEval, newEvalError(te))))
 }
 
 // errLate marks a result that arrived after its evaluation was stopped.

@@ -71,17 +71,17 @@ func TestDecideFailsClosed(t *testing.T) {
 	}{
 		{name: "undefined decision", policy: `decision := {"allow": true} if input.user.sub == "nobody"`,
 			wantErr: ErrUndefined, reason: ReasonUndefined},
-		{name: "allow as string", policy: `decision := {"allow": "true", "reasons": []}`,
+		{name: "allow as string", policy: `decision := {"allow": input.user.sub, "reasons": []}`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "allow is string"},
-		{name: "reasons not a list", policy: `decision := {"allow": true, "reasons": "fine"}`,
+		{name: "reasons not a list", policy: `decision := {"allow": true, "reasons": input.user.sub}`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "reasons is string"},
-		{name: "reasons hold a number", policy: `decision := {"allow": true, "reasons": ["ok", 1]}`,
+		{name: "reasons hold a number", policy: `decision := {"allow": true, "reasons": ["ok", count(input.user.sub)]}`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "reasons[1] is number"},
-		{name: "obligations wrong types", policy: `decision := {"allow": true, "obligations": {"max_count": "all"}}`,
+		{name: "obligations wrong types", policy: `decision := {"allow": true, "obligations": {"max_count": input.user.sub}}`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "obligations.max_count"},
-		{name: "decision not an object", policy: `decision := true`,
+		{name: "decision not an object", policy: `decision := input.user.sub != ""`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "decision is boolean"},
-		{name: "decision is a string", policy: `decision := "allow"`,
+		{name: "decision is a string", policy: `decision := concat("", ["al", "low"])`,
 			wantErr: ErrShape, reason: ReasonMalformed, errText: "decision is string"},
 		{name: "huge input: 100k query parameters", policy: `decision := {"allow": true}`,
 			in: func() *chartguard.Input {
@@ -447,4 +447,15 @@ func TestLateDecisionDenies(t *testing.T) {
 		assert.False(t, d.Allow)
 		assert.Equal(t, []string{ReasonTimeout}, d.Reasons)
 	}
+}
+
+// TestLoadRefusesRuleOverData: data and a rule at one path are refused, as
+// `opa eval -d` refuses them, rather than the rule silently winning.
+func TestLoadRefusesRuleOverData(t *testing.T) {
+	_, err := New(t.Context(), Config{Dir: policyDir(t, map[string]string{
+		"p.rego":    "package chartguard\n\ndecision := {\"allow\": false, \"reasons\": [\"x\"]}\n",
+		"data.json": `{"chartguard": {"decision": {"allow": true}}}`,
+	})}, nil)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "conflict")
 }

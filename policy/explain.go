@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -31,14 +33,20 @@ type Fired struct {
 
 func (f Fired) String() string { return fmt.Sprintf("%s:%d: %s", f.File, f.Line, f.Rule) }
 
-// maxExplainRule bounds the text of one fired rule.
-const maxExplainRule = 160
+// maxExplainRule bounds the text of one fired rule, in characters: room
+// for a whole decision object (its reasons print last, keys sorted).
+const maxExplainRule = 1000
+
+// explainTimeout bounds an evaluation under Explain: tracing makes it
+// several times slower than Decide, whose own timeout is often 50ms.
+const explainTimeout = 10 * time.Second
 
 // Explain decides in as [Engine.Decide] does, with OPA's tracer on, and
-// reports the rules that held. Tracing makes evaluation slower; the
-// engine's timeout still applies.
+// reports the rules that held. The evaluation may take up to
+// explainTimeout (or the engine's timeout, if longer): ask Decide whether
+// it fits the timeout requests get.
 func (e *Engine) Explain(ctx context.Context, in *chartguard.Input) (chartguard.Decision, Explanation, error) {
-	t := &explainTracer{seen: map[Fired]bool{}}
+	t := &explainTracer{seen: map[Fired]bool{}, quiet: e.quiet}
 	d, err := e.decide(ctx, in, nil, t)
 	order := func(a, b Fired) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Rule, b.Rule))
@@ -50,8 +58,9 @@ func (e *Engine) Explain(ctx context.Context, in *chartguard.Input) (chartguard.
 // explainTracer collects the rules that held as evaluation emits them:
 // the values bound then are gone by the end of it.
 type explainTracer struct {
-	x    Explanation
-	seen map[Fired]bool
+	x     Explanation
+	seen  map[Fired]bool
+	quiet quietRules
 }
 
 func (*explainTracer) Enabled() bool               { return true }
@@ -67,7 +76,7 @@ func (t *explainTracer) TraceEvent(ev topdown.Event) {
 	switch {
 	case ev.Op == topdown.ExitOp && ev.HasRule():
 		r := ev.Node.(*ast.Rule)
-		if r.Location != nil && !isConstant(r) {
+		if r.Location != nil && !t.quiet[r] {
 			add(&t.x.Fired, Fired{File: r.Location.File, Line: r.Location.Row, Rule: firedHead(&ev, r)})
 		}
 	case ev.Op == topdown.NoteOp && ev.Location != nil:
@@ -98,15 +107,34 @@ func firedHead(ev *topdown.Event, r *ast.Rule) string {
 	default:
 		s = name
 	}
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > maxExplainRule {
-		s = s[:maxExplainRule] + "…"
+	// Terms print on one line, with the newlines and tabs of strings
+	// escaped; what is left comes from the source's layout.
+	s = strings.NewReplacer("\n", " ", "\t", " ").Replace(s)
+	if utf8.RuneCountInString(s) > maxExplainRule {
+		s = string([]rune(s)[:maxExplainRule]) + "…"
 	}
 	return s
 }
 
-// isConstant reports whether r is a constant (`x := 1`, body `true`): it
-// holds whatever the input, so it explains nothing.
+// quietRules are the rules Explain leaves out: constants (`x := 1`, body
+// `true`), which hold whatever the input and so explain nothing. Else
+// branches and the rules of the decision itself are never left out: that
+// one of them held is the explanation.
+type quietRules map[*ast.Rule]bool
+
+func quietRulesOf(modules map[string]*ast.Module, query ast.Ref) quietRules {
+	q := quietRules{}
+	for _, m := range modules {
+		for _, r := range m.Rules { // top-level rules: else branches are r.Else
+			if r.Module != nil && isConstant(r) && !r.Ref().HasPrefix(query) && !query.HasPrefix(r.Ref()) {
+				q[r] = true
+			}
+		}
+	}
+	return q
+}
+
+// isConstant reports whether r's body is `true`.
 func isConstant(r *ast.Rule) bool {
 	if r.Default || len(r.Body) != 1 || r.Body[0].Negated {
 		return false

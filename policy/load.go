@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -197,11 +198,20 @@ func (src *source) store() storage.Store {
 }
 
 // compiler compiles the source's modules as Rego v1 with the built-ins that
-// do I/O removed.
+// do I/O removed. A rule and data at the same path are refused, as `opa`
+// refuses them: the rule would silently hide the data.
 func (src *source) compiler() (*ast.Compiler, error) {
+	ctx := context.Background() // the store is in memory
+	store := src.store()
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Abort(ctx, txn)
 	c := ast.NewCompiler().
 		WithDefaultRegoVersion(ast.RegoV1).
-		WithCapabilities(capabilities())
+		WithCapabilities(capabilities()).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
 	c.Compile(src.modules)
 	if c.Failed() {
 		return nil, c.Errors

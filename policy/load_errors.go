@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -81,19 +80,4 @@ func (e *loadErrors) Error() string {
 		msgs = append(msgs[:maxLoadErrors:maxLoadErrors], fmt.Sprintf("and %d more", n-maxLoadErrors))
 	}
 	return fmt.Sprintf("%s (%d): %s", ErrLoadErrors, n, strings.Join(msgs, "; "))
-}
-
-// LogSafe is err's text as the operational log (stderr) may show it. The
-// messages of load_errors are the policy's own text and may quote its
-// data, whose keys can be patient and user ids (vip_patients,
-// care_teams), so the log gets only their count; the admin's reload
-// answer, the audit event and `chartguard policy check` give them in
-// full.
-func LogSafe(err error) string {
-	var le *loadErrors
-	if errors.As(err, &le) {
-		safe := fmt.Sprintf("%s (%d); `chartguard policy check` on the policy lists them", ErrLoadErrors, len(le.msgs))
-		return strings.Replace(err.Error(), le.Error(), safe, 1)
-	}
-	return err.Error()
 }

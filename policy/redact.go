@@ -179,17 +179,23 @@ func staticRedactPaths(modules map[string]*ast.Module, data map[string]any) []re
 			}
 		}
 	}
+	named := map[string]bool{"redact": true} // rules whose values are redaction paths
 	for _, m := range modules {
 		ast.WalkTerms(m, func(t *ast.Term) bool {
 			if obj, ok := t.Value.(ast.Object); ok {
 				if v := obj.Get(ast.StringTerm("redact")); v != nil {
 					addList(v)
+					if name := ruleName(v); name != "" {
+						named[name] = true
+					}
 				}
 			}
 			return false
 		})
+	}
+	for _, m := range modules {
 		for _, r := range m.Rules {
-			if r.Head == nil || r.Head.Name.String() != "redact" && !refEndsWith(r.Head.Ref(), "redact") {
+			if r.Head == nil || !named[ruleName(ast.NewTerm(r.Head.Ref()))] {
 				continue
 			}
 			for _, t := range []*ast.Term{r.Head.Key, r.Head.Value} {
@@ -232,12 +238,23 @@ func staticRedactPaths(modules map[string]*ast.Module, data map[string]any) []re
 // redactSite is a redaction path found in a policy, and where.
 type redactSite struct{ path, where string }
 
-func refEndsWith(ref ast.Ref, name string) bool {
-	if len(ref) == 0 {
-		return false
+// ruleName is the last name of a rule reference (redact_paths,
+// data.chartguard.redact_paths), or "".
+func ruleName(t *ast.Term) string {
+	switch v := t.Value.(type) {
+	case ast.Var:
+		return string(v)
+	case ast.Ref:
+		switch last := v[len(v)-1].Value.(type) {
+		case ast.Var:
+			if len(v) == 1 {
+				return string(last)
+			}
+		case ast.String:
+			return string(last)
+		}
 	}
-	s, ok := ref[len(ref)-1].Value.(ast.String)
-	return ok && string(s) == name
+	return ""
 }
 
 func locString(l *ast.Location) string {

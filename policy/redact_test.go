@@ -71,6 +71,19 @@ redact contains "Patient.telecom"
 
 redact contains "patient telecom" if input.user.sub == "u1"
 `}, "p.rego:7"},
+		{"a named rule", map[string]string{"p.rego": `package chartguard
+
+decision := {"allow": true, "obligations": {"redact": redact_paths}} if input.user.sub != ""
+
+redact_paths := ["Patient.telecom[use=home]"]
+`}, "p.rego:5"},
+		{"a named rule in another module", map[string]string{"p.rego": `package chartguard
+
+decision := {"allow": true, "obligations": {"redact": data.chartguard.paths}}
+`, "q.rego": `package chartguard
+
+paths contains "Patient..name"
+`}, "q.rego:3"},
 		{"data", map[string]string{"p.rego": `package chartguard
 
 decision := {"allow": true, "obligations": {"redact": data.vip.redact}}

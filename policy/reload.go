@@ -58,9 +58,6 @@ type Manager struct {
 	cur     atomic.Pointer[Engine]
 	mu      sync.Mutex     // one reload at a time
 	fetcher *bundleFetcher // replaced under mu
-	// served is where cfg.Dir led when the serving policy was loaded
-	// (under mu): the watch reloads at its start if the link moved since.
-	served string
 }
 
 // NewManager loads the policy from cfg.Bundle.URL if set, else cfg.Dir,
@@ -125,11 +122,13 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	}
 	var e *Engine
 	var err error
-	var from string
-	if m.fetcher != nil {
+	switch {
+	case m.fetcher != nil:
 		e, err = m.loadBundle(ctx)
-	} else {
-		from, _ = resolveDir(m.cfg.Dir)
+	case old != nil && m.sameDir(old):
+		// unchanged: e stays nil (the watch reloads at its start, and
+		// after edits that leave the policy as it was)
+	default:
 		e, err = Load(ctx, m.cfg, m.log)
 	}
 	switch {
@@ -150,10 +149,8 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 			"source", r.Source, "revision", r.Previous, "error", LogSafe(err))
 	case e == nil || e.Revision() == r.Previous:
 		r.Outcome, r.Revision = OutcomeUnchanged, r.Previous
-		m.served = from
 	default:
 		m.cur.Store(e)
-		m.served = from
 		r.Outcome, r.Revision = OutcomeLoaded, e.Revision()
 		m.log.Info("policy revision serving", "trigger", trigger, "source", r.Source,
 			"revision", r.Revision, "previous", r.Previous)
@@ -162,10 +159,22 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	return r
 }
 
+// sameDir reports whether cfg.Dir holds, less its tests, what old was
+// built from: then there is nothing to load, compile or test again.
+func (m *Manager) sameDir(old *Engine) bool {
+	src, err := loadDir(m.cfg.Dir, false)
+	if err != nil {
+		return false // Load reports it
+	}
+	digest, err := src.revision()
+	return err == nil && digest == old.digest
+}
+
 // Reasons a reload refuses a bundle that loaded.
 var (
 	errNoBundle       = errors.New("policy: bundle: the server answered 304 Not Modified to the first download; no policy to serve")
 	errRevisionReused = errors.New("policy: bundle revision reused")
+	errBundleDownload = errors.New("policy: bundle download")
 )
 
 // forgetBundle makes the next poll download the bundle in full. OPA's
@@ -189,14 +198,14 @@ func (m *Manager) loadBundle(ctx context.Context) (*Engine, error) {
 	if err != nil {
 		// The error names the URL; its query may carry a token, and the
 		// text reaches the admin's answer and the audit log.
-		return nil, fmt.Errorf("policy: bundle download: %s", redactURLQuery(err.Error(), m.cfg.Bundle.URL))
+		return nil, fmt.Errorf("%w: %s", errBundleDownload, redactURLQuery(err.Error(), m.cfg.Bundle.URL))
 	}
 	if u.Bundle == nil {
 		return nil, nil
 	}
 	src, err := bundleSource(u.Bundle)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, content(fmt.Errorf("policy: %w", err))
 	}
 	revision := u.Bundle.Manifest.Revision
 	if revision == "" {
@@ -221,7 +230,7 @@ func Load(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error)
 	}
 	src, err := loadDir(cfg.Dir, true)
 	if err != nil {
-		return nil, fmt.Errorf("policy: load %s: %w", cfg.Dir, err)
+		return nil, content(fmt.Errorf("policy: load %s: %w", cfg.Dir, err))
 	}
 	return loadSource(ctx, cfg, src, "", cfg.Dir, logger)
 }
@@ -230,14 +239,14 @@ func Load(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error)
 func loadSource(ctx context.Context, cfg Config, src *source, revision, where string, logger *slog.Logger) (*Engine, error) {
 	e, err := build(ctx, cfg, src.withoutTests(), revision, where, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return nil, err
+		return nil, content(err)
 	}
 	results, err := runTests(ctx, src, where, nil)
 	if err != nil {
-		return nil, err
+		return nil, content(err)
 	}
 	if err := failedTests(results); err != nil {
-		return nil, fmt.Errorf("policy: %s: %w", where, err)
+		return nil, content(fmt.Errorf("policy: %s: %w", where, err))
 	}
 	logger.Info("policy loaded", "revision", e.Revision(), "modules", len(src.modules), "tests", len(results))
 	return e, nil

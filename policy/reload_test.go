@@ -3,9 +3,11 @@ package policy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -256,6 +258,106 @@ func TestManagerWatchStartsAfterASwap(t *testing.T) {
 	require.Eventually(t, func() bool { return m.Revision() == want }, 15*time.Second, 50*time.Millisecond)
 }
 
+// runWatch runs m's watch until the test ends.
+func runWatch(t *testing.T, m *Manager) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+}
+
+// watchUp edits p.rego in dir until the watch loads it: the watch is set
+// up asynchronously. It returns the revision then serving.
+func watchUp(t *testing.T, m *Manager, dir, version string) string {
+	t.Helper()
+	before := m.Revision()
+	require.Eventually(t, func() bool {
+		writeFile(t, dir, "p.rego", allowPolicy(version))
+		return m.Revision() != before
+	}, 15*time.Second, 400*time.Millisecond, "the watch is up")
+	time.Sleep(2 * watchDebounce) // let the writes above settle
+	return m.Revision()
+}
+
+// TestManagerWatchStartsAfterAnEdit: an edit between the load and the
+// start of the watch is loaded when the watch starts.
+func TestManagerWatchStartsAfterAnEdit(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1")})
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil, nil)
+	require.NoError(t, err)
+	writeFile(t, dir, "p.rego", allowPolicy("2"))
+	want := revisionOf(t, dir)
+	runWatch(t, m)
+	require.Eventually(t, func() bool { return m.Revision() == want }, 15*time.Second, 50*time.Millisecond)
+}
+
+// TestManagerWatchReplacedDir: a policy directory replaced by another (a
+// rename over it; rm -rf and a new one) is loaded and watched in turn.
+func TestManagerWatchReplacedDir(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "policy")
+	writeFile(t, dir, "p.rego", allowPolicy("1"))
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil, nil)
+	require.NoError(t, err)
+	runWatch(t, m)
+	watchUp(t, m, dir, "2")
+
+	// A rename over it.
+	writeFile(t, filepath.Join(base, "next"), "p.rego", allowPolicy("3"))
+	require.NoError(t, os.Rename(dir, filepath.Join(base, "old")))
+	require.NoError(t, os.Rename(filepath.Join(base, "next"), dir))
+	want := revisionOf(t, dir)
+	require.Eventually(t, func() bool { return m.Revision() == want }, 15*time.Second, 50*time.Millisecond, "the new directory loads")
+	writeFile(t, filepath.Join(base, "old"), "p.rego", allowPolicy("old"))
+	watchUp(t, m, dir, "4") // the new directory is watched
+	assert.Equal(t, revisionOf(t, dir), m.Revision(), "not the old one")
+
+	// rm -rf and a new one.
+	require.NoError(t, os.RemoveAll(dir))
+	time.Sleep(2 * watchDebounce)
+	writeFile(t, dir, "p.rego", allowPolicy("5"))
+	want = revisionOf(t, dir)
+	require.Eventually(t, func() bool { return m.Revision() == want }, 15*time.Second, 50*time.Millisecond, "the recreated directory loads")
+	watchUp(t, m, dir, "6")
+}
+
+// TestManagerWatchIgnoresOtherFiles: files the load skips (an editor's
+// swap file, notes) do not reload; a stream of changes puts a reload off
+// by at most watchMaxWait.
+func TestManagerWatchIgnoresOtherFiles(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1")})
+	var rec reloads
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil, rec.notify)
+	require.NoError(t, err)
+	runWatch(t, m)
+	watchUp(t, m, dir, "2")
+	watched := func() int {
+		n := 0
+		for _, r := range rec.all() {
+			if r.Trigger == TriggerWatch {
+				n++
+			}
+		}
+		return n
+	}
+
+	n := watched()
+	for i := range 5 {
+		writeFile(t, dir, ".p.rego.swp", strconv.Itoa(i))
+		writeFile(t, dir, "notes.txt", strconv.Itoa(i))
+		time.Sleep(watchDebounce)
+	}
+	time.Sleep(2 * watchDebounce)
+	assert.Equal(t, n, watched(), "no reload for files the load skips")
+
+	stop := time.Now().Add(watchMaxWait + 2*time.Second)
+	for time.Now().Before(stop) && watched() == n {
+		writeFile(t, dir, "p.rego", allowPolicy("2")) // a change every 100ms, never quiet
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.Greater(t, watched(), n, "a reload within watchMaxWait of a stream of changes")
+}
+
 // revisionOf is the revision of the policy in dir.
 func revisionOf(t *testing.T, dir string) string {
 	t.Helper()
@@ -272,22 +374,71 @@ func TestRedactURLQuery(t *testing.T) {
 	assert.Equal(t, "no url here", redactURLQuery("no url here", "https://x/b"))
 }
 
-// TestReloadLogsNoLoadErrorText: the messages of load_errors may quote the
-// policy's data (patient and user ids), so the operational log gets only
-// their count; the reload's error, for the admin and the audit log, keeps
-// them.
-func TestReloadLogsNoLoadErrorText(t *testing.T) {
-	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1") +
-		"\nload_errors contains sprintf(\"vip_patients.%s must be true\", [k]) if {\n\tsome k, v in data.vip_patients\n\tv != true\n}\n"})
-	var logs bytes.Buffer
-	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
-	require.NoError(t, err)
+// TestReloadLogsNoPolicyContent: a refused policy's error can quote its
+// source and data (patient and user ids). The operational log gets its
+// class, file:line and codes; the reload's error, for the admin and the
+// audit log, keeps the text.
+func TestReloadLogsNoPolicyContent(t *testing.T) {
+	loadErrs := "\nload_errors contains sprintf(\"vip_patients.%s must be true\", [k]) if {\n\tsome k, v in data.vip_patients\n\tv != true\n}\n"
+	cases := []struct {
+		name    string
+		files   map[string]string
+		wantErr error
+		wantLog string // in the log
+		quoted  bool   // the error's text quotes the id
+	}{
+		{"load_errors quote data", map[string]string{"p.rego": allowPolicy("2") + loadErrs,
+			"data.json": `{"vip_patients": {"Patient-MRN-4711": "yes"}}`}, ErrLoadErrors, "policy reports load errors (1)", true},
+		{"parse error prints the line", map[string]string{"p.rego": "package chartguard\n\nvips := {\"Patient-MRN-4711\", \n"},
+			nil, "p.rego:4: rego_parse_error", true},
+		{"data files in conflict", map[string]string{"p.rego": allowPolicy("2"), "a.json": `{"vip": {"Patient-MRN-4711": true}}`,
+			"b.yaml": "vip:\n  Patient-MRN-4711: false\n"}, nil, "merge error", true},
+		{"compile error quotes the rule", map[string]string{"p.rego": allowPolicy("2") + "\nx := \"Patient-MRN-4711\" + 1\n"},
+			nil, "p.rego:7: rego_type_error", false},
+		{"failing test quotes its name only", map[string]string{"p.rego": allowPolicy("2"),
+			"p_test.rego": "package chartguard\n\ntest_mrn if {\n\tdata.vip[\"Patient-MRN-4711\"]\n}\n"}, ErrTestsFailed, "policy tests failed", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1")})
+			var logs bytes.Buffer
+			m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
+			require.NoError(t, err)
+			for name, body := range tc.files {
+				writeFile(t, dir, name, body)
+			}
+			r := m.Reload(t.Context(), TriggerAdmin)
+			assert.Equal(t, OutcomeRefused, r.Outcome)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, r.Err, tc.wantErr)
+			}
+			if tc.quoted {
+				assert.Contains(t, r.Err.Error(), "MRN-4711", "the admin's answer and the audit event keep the text")
+			}
+			assert.Contains(t, logs.String(), tc.wantLog)
+			assert.Contains(t, logs.String(), "policy check")
+			assert.NotContains(t, logs.String(), "MRN-4711")
+		})
+	}
+}
 
-	writeFile(t, dir, "data.json", `{"vip_patients": {"Patient-MRN-4711": "yes"}}`)
-	r := m.Reload(t.Context(), TriggerAdmin)
-	assert.Equal(t, OutcomeRefused, r.Outcome)
-	require.ErrorIs(t, r.Err, ErrLoadErrors)
-	assert.Contains(t, r.Err.Error(), "vip_patients.Patient-MRN-4711 must be true")
-	assert.Contains(t, logs.String(), "policy reports load errors (1)")
-	assert.NotContains(t, logs.String(), "MRN-4711")
+// TestLogSafe: errors that carry no policy content reach the log whole;
+// evaluation errors only by code and line.
+func TestLogSafe(t *testing.T) {
+	assert.Empty(t, LogSafe(nil))
+	cfgErr := fmt.Errorf("policy: eval_timeout %s is negative", -time.Second)
+	assert.Equal(t, cfgErr.Error(), LogSafe(cfgErr), "config errors name the key")
+	dl := fmt.Errorf("%w: Get \"https://b.example.org/b.tar.gz\": connection refused", errBundleDownload)
+	assert.Equal(t, dl.Error(), LogSafe(dl))
+	_, err := New(t.Context(), Config{Dir: filepath.Join(t.TempDir(), "missing")}, nil)
+	assert.Contains(t, LogSafe(err), "no such file or directory", "an unreadable directory is named")
+
+	e := newEngine(t, map[string]string{"p.rego": "package chartguard\n\n" +
+		"decision := {\"allow\": true, \"reasons\": [input.user.sub]} if input.user.sub != \"\"\n\n" +
+		"decision := {\"allow\": false, \"reasons\": [\"MRN-4711\"]} if input.user.sub != \"\"\n"}, Config{})
+	_, err = e.Decide(t.Context(), new(physicianRead()))
+	require.ErrorIs(t, err, ErrEval)
+	assert.Contains(t, err.Error(), "eval_conflict_error")
+	t.Log(err)
+	assert.Equal(t, "policy evaluation failed: eval_conflict_error at p.rego:5", LogSafe(err))
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -199,10 +200,12 @@ func asCount(name string, t *ast.Term) (int64, error) {
 type constants map[*ast.Term]chartguard.Decision
 
 // constantDecisions parses the ground heads of rules, else branches
-// included. A head that does not parse is left out: it is then parsed, and
-// refused, when it is the result.
-func constantDecisions(rules []*ast.Rule) constants {
+// included. A head that does not parse could never be a valid decision:
+// the policy is refused at load, with its file:line, rather than denying
+// every request it decides.
+func constantDecisions(rules []*ast.Rule) (constants, error) {
 	c := constants{}
+	var errs []error
 	for _, r := range rules {
 		for ; r != nil; r = r.Else {
 			v := r.Head.Value
@@ -211,10 +214,11 @@ func constantDecisions(rules []*ast.Rule) constants {
 			}
 			d, err := parseDecision(v.Value)
 			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", locString(r.Location), err))
 				continue
 			}
 			c[v] = d
 		}
 	}
-	return c
+	return c, errors.Join(errs...)
 }

@@ -150,25 +150,31 @@ decision := {
 	assert.Equal(t, []string{"no Observation"}, d.Reasons)
 }
 
-// TestConstantDecisionsLeaveOutBadHeads: a ground head that breaks the
-// contract is not remembered, so it is refused when it is the result.
-func TestConstantDecisionsLeaveOutBadHeads(t *testing.T) {
+// TestConstantDecisionsRefuseBadHeads: a ground head that breaks the
+// contract could never be a valid decision, so the policy is refused at
+// load with its file:line (`chartguard policy check` says so), whether it
+// is the rule's value or an else branch's.
+func TestConstantDecisionsRefuseBadHeads(t *testing.T) {
 	rules := ast.MustParseModule(`package chartguard
-decision := {"allow": "yes"} if input.a
-decision := {"reasons": ["no allow"]} if input.b
 decision := {"allow": true} if input.c
 `).Rules
-	c := constantDecisions(rules)
-	require.Len(t, c, 1)
-	assert.Equal(t, chartguard.Decision{Allow: true}, c[rules[2].Head.Value])
+	c, err := constantDecisions(rules)
+	require.NoError(t, err)
+	assert.Equal(t, chartguard.Decision{Allow: true}, c[rules[0].Head.Value])
 
-	e := newEngine(t, map[string]string{"p.rego": `package chartguard
-decision := {"allow": "yes"}
-`}, Config{})
-	assert.Empty(t, e.constants)
-	d, err := e.Decide(t.Context(), new(physicianRead()))
-	require.ErrorIs(t, err, ErrShape)
-	assert.Equal(t, []string{ReasonMalformed}, d.Reasons)
+	cases := map[string]string{
+		"allow is a string":   `decision := {"allow": "yes"} if input.a`,
+		"no allow":            `decision := {"reasons": ["no allow"]} if input.b`,
+		"the decision string": `decision := "allow"`,
+		"an else branch":      "decision := {\"allow\": true} if input.a\nelse := {\"allow\": false, \"reasons\": \"x\"}",
+	}
+	for name, policy := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(t.Context(), Config{Dir: policyDir(t, map[string]string{"p.rego": "package chartguard\n\n" + policy + "\n"})}, nil)
+			require.ErrorIs(t, err, ErrShape)
+			assert.ErrorContains(t, err, "data.chartguard.decision can never be a valid decision: p.rego:")
+		})
+	}
 }
 
 // TestDefaultPolicyCommonAllowIsConstant holds the default policy's

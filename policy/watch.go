@@ -13,23 +13,25 @@ import (
 )
 
 // watch reloads the policy directory after changes, once no change has
-// come for watchDebounce. It watches the directory and its subdirectories
-// (hidden ones too: a Kubernetes ConfigMap swaps a hidden ..data link),
-// adding new subdirectories as they appear. A failed reload is reported
-// like any other; watching goes on.
+// come for watchDebounce (and at most watchMaxWait after the first). It
+// watches the directory and its subdirectories (hidden ones too: a
+// Kubernetes ConfigMap swaps a hidden ..data link), adding new
+// subdirectories as they appear, and ignores files the load would skip
+// (an editor's swap file, notes.txt). A failed reload is reported like
+// any other; watching goes on.
 func (m *Manager) watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
 	defer w.Close()
-	// A symlinked policy dir (a deployment's "current" link) is watched
-	// where it points: WalkDir does not follow a link at its root and
-	// would otherwise watch nothing, silently. The link's own directory
-	// is watched too, for a deploy that swaps the link (ln -sfn, or a
-	// rename over it) or a link it resolves through (a Kubernetes
-	// projected volume's ..data): after any change there the link is
-	// resolved again, and a new target is watched instead.
+	// The directory's parent is watched too, for a deploy that replaces
+	// the directory (a rename over it, rm and recreate) or swaps a link
+	// (ln -sfn, a rename over the link, or a link dir resolves through,
+	// such as a Kubernetes projected volume's ..data). After a change
+	// there, dir is resolved again and watched afresh. A symlinked dir is
+	// watched where it points: WalkDir does not follow a link at its root
+	// and would otherwise watch nothing, silently.
 	dir, err := filepath.Abs(m.cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
@@ -44,54 +46,106 @@ func (m *Manager) watch(ctx context.Context) error {
 	if err := addTree(w, root); err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
-	parent := "" // of the link, if dir is one
-	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 && filepath.Dir(dir) != root {
-		parent = filepath.Dir(dir)
-		if err := w.Add(parent); err != nil {
-			return fmt.Errorf("%w: %w", errWatch, err)
-		}
+	parent := filepath.Dir(dir)
+	if err := w.Add(parent); err != nil {
+		return fmt.Errorf("%w: %w", errWatch, err)
 	}
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	// A link swapped between the load serving now and this watch: reload.
-	m.mu.Lock()
-	moved := m.served != root
-	m.mu.Unlock()
-	if moved {
-		timer.Reset(watchDebounce)
-	}
+	var p pending
+	// A change between the load serving now and this watch (an edit, a
+	// swapped link) would go unseen: reload once now. An unchanged
+	// directory costs a parse (Reload's fast path) and is not audited.
+	p.reset(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
+			p.timer.Stop()
 			return nil
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
 			}
-			if parent != "" && filepath.Dir(ev.Name) == parent {
+			if filepath.Dir(ev.Name) == parent {
 				target, err := resolveDir(dir)
-				if err != nil || target == root {
-					continue // the link still leads where it did
+				if ev.Name != dir && (err != nil || target == root) {
+					continue // a sibling of dir, or the link still leads where it did
 				}
 				removeTree(w, root)
-				root = target
-				_ = addTree(w, root)
+				if err == nil {
+					root = target
+					if err := addTree(w, root); err != nil {
+						m.log.Warn("policy directory watch incomplete", "error", err)
+					}
+				}
+			} else if !relevant(ev) {
+				continue
 			} else if ev.Has(fsnotify.Create) {
 				_ = addTree(w, ev.Name) // a new subdirectory; not a directory: nothing to add
 			}
-			timer.Reset(watchDebounce)
+			p.reset(time.Now())
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
 			}
 			// An overflow loses events: reload to be sure nothing was missed.
 			m.log.Warn("policy directory watch error; reloading", "error", err)
-			timer.Reset(watchDebounce)
-		case <-timer.C:
-			m.Reload(ctx, TriggerWatch)
+			p.reset(time.Now())
+		case <-p.C():
+			p.done()
+			// Not canceled by shutdown half way: a reload is bounded
+			// (loadTimeout), and one cut short would be refused, logged
+			// and audited as an error.
+			m.Reload(context.WithoutCancel(ctx), TriggerWatch)
 		}
+	}
+}
+
+// watchMaxWait bounds how long a stream of changes can put a reload off.
+const watchMaxWait = 2 * time.Second
+
+// pending is the debounce of watch: a reload watchDebounce after the last
+// change, and no later than watchMaxWait after the first.
+type pending struct {
+	timer *time.Timer
+	since time.Time // of the first change not yet reloaded; zero if none
+}
+
+func (p *pending) reset(now time.Time) {
+	if p.since.IsZero() {
+		p.since = now
+	}
+	wait := min(watchDebounce, max(watchMaxWait-now.Sub(p.since), 0))
+	if p.timer == nil {
+		p.timer = time.NewTimer(wait)
+		return
+	}
+	p.timer.Reset(wait)
+}
+
+func (p *pending) done() { p.since = time.Time{} }
+
+// C is the timer's channel, nil (never ready) before the first change.
+func (p *pending) C() <-chan time.Time {
+	if p.timer == nil {
+		return nil
+	}
+	return p.timer.C
+}
+
+// relevant reports whether ev may change what a load reads: a policy or
+// data file, a directory or a link (hidden ones included: ..data), or a
+// name that is gone and may have been one. Files the load skips (hidden
+// files, other extensions) are not.
+func relevant(ev fsnotify.Event) bool {
+	base := filepath.Base(ev.Name)
+	fi, err := os.Lstat(ev.Name)
+	switch {
+	case err != nil: // gone: a removed policy file or directory counts
+		return !strings.HasPrefix(base, ".") && (filepath.Ext(base) == "" || isPolicyFile(base, true))
+	case fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0:
+		return true
+	default:
+		return !strings.HasPrefix(base, ".") && isPolicyFile(base, true)
 	}
 }
 

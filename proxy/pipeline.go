@@ -251,7 +251,7 @@ func (p *Proxy) decide(ctx context.Context, x *exchange, in *chartguard.Input) c
 	p.metrics.policyDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.metrics.policyErrors.Inc()
-		p.log.Warn("policy evaluation failed; denying", "request_id", x.requestID, "phase", in.Resource.Phase, "error", err)
+		p.log.Warn("policy evaluation failed; denying", "request_id", x.requestID, "phase", in.Resource.Phase, "error", policy.LogSafe(err))
 		dec.Allow = false
 	}
 	p.polMetrics.decided(dec, err)

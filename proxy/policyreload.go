@@ -18,6 +18,7 @@ type policyMetrics struct {
 	allowed, denied, failed prometheus.Counter // decisions by result, resolved once
 	reloads                 *prometheus.CounterVec
 	revisionInfo            *prometheus.GaugeVec
+	serving                 string // the revision revisionInfo reports (reloads are serialised)
 }
 
 func newPolicyMetrics(reg prometheus.Registerer) *policyMetrics {
@@ -62,10 +63,14 @@ func (m *policyMetrics) reloaded(r policy.Reload) {
 	}
 }
 
-// revision makes rev the one revision reported as serving.
+// revision makes rev the one revision reported as serving: set before the
+// old one goes, so no scrape finds none.
 func (m *policyMetrics) revision(rev string) {
-	m.revisionInfo.Reset()
 	m.revisionInfo.WithLabelValues(rev).Set(1)
+	if m.serving != "" && m.serving != rev {
+		m.revisionInfo.DeleteLabelValues(m.serving)
+	}
+	m.serving = rev
 }
 
 // ReloadPolicy reloads the policy now (`chartguard serve` does on SIGHUP).

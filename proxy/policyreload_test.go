@@ -127,7 +127,7 @@ func TestPolicyReloadEndpoint(t *testing.T) {
 		{name: "unchanged", status: 200, outcome: policy.OutcomeUnchanged, audit: chartguard.OutcomeAllowed, reqAllow: true},
 		{name: "rego syntax error", policy: "package chartguard\n\ndecision := {\"allow\": \n", status: 422,
 			outcome: policy.OutcomeRefused, audit: chartguard.OutcomeError, errText: "p.rego:", reqAllow: true},
-		{name: "decision is a string", policy: "package chartguard\n\ndecision := \"allow\"\n", status: 200,
+		{name: "decision is a string", policy: "package chartguard\n\ndecision := concat(\"\", [\"al\", \"low\"])\n", status: 200,
 			outcome: policy.OutcomeLoaded, audit: chartguard.OutcomeAllowed, newRev: true, reqAllow: false},
 		{name: "good policy", policy: regoPolicy(true, "2"), status: 200, outcome: policy.OutcomeLoaded,
 			audit: chartguard.OutcomeAllowed, newRev: true, reqAllow: true},

@@ -212,8 +212,10 @@ func (p *Proxy) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	errc := make(chan error, 2)
 	if m := p.policies.Load(); m != nil {
 		wctx, stopWatch := context.WithCancel(ctx)
-		defer stopWatch()
+		watching := make(chan struct{})
+		defer func() { stopWatch(); <-watching }() // a reload under way finishes before p.Close
 		go func() {
+			defer close(watching)
 			if err := m.Run(wctx); err != nil {
 				p.log.Error("policy reloads on change are off", "error", err)
 			}

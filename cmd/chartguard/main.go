@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -92,23 +93,27 @@ func newServe(stderr io.Writer) *cobra.Command {
 			defer stop()
 			p, err := proxy.New(ctx, cfg, logger)
 			if err != nil {
-				if errors.Is(err, policy.ErrLoadErrors) {
-					err = errors.New(policy.LogSafe(err)) // stderr is the log
-				}
-				return usageErr(err)
+				// stderr is the log: a policy that does not load is
+				// named by file:line, not quoted (policy.LogSafe).
+				return usageErr(errors.New(policy.LogSafe(err)))
 			}
 			defer p.Close()
+			hupDone := make(chan struct{})
 			go func() {
+				defer close(hupDone)
 				for {
 					select {
 					case <-ctx.Done():
 						return
 					case <-hup:
-						p.ReloadPolicy(ctx) // logged, counted and audited by proxy
+						p.ReloadPolicy(context.WithoutCancel(ctx)) // logged, counted and audited by proxy
 					}
 				}
 			}()
-			if err := p.ListenAndServe(ctx); err != nil {
+			err = p.ListenAndServe(ctx)
+			stop()
+			<-hupDone // a reload under way finishes before p.Close
+			if err != nil {
 				return runtimeErr(err)
 			}
 			return nil

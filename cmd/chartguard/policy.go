@@ -15,10 +15,6 @@ import (
 	"github.com/chartguard/chartguard/policy"
 )
 
-// evalTimeout bounds `policy eval`: tracing for --explain is slow, and
-// this is an offline tool, not the request path.
-const evalTimeout = 10 * time.Second
-
 // maxInputFile bounds the --input file of `policy eval`.
 const maxInputFile = 4 << 20
 
@@ -37,6 +33,9 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 		Short: "Run the policy's Rego unit tests (test_* rules) with coverage",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := dirArg(args[0]); err != nil {
+				return err
+			}
 			results, cov, err := policy.RunTestsWithCoverage(cmd.Context(), args[0])
 			if err != nil {
 				return usageErr(err)
@@ -57,10 +56,16 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "%d passed, %d failed, %d skipped; coverage %.1f%% (%d of %d lines)\n",
 				pass, fail, len(results)-pass-fail, cov.Percent, cov.CoveredLines, cov.TotalLines)
 			switch {
-			case len(results) == 0:
-				return runtimeErr(errors.New("no tests found (rules named test_* in *_test.rego)"))
+			case pass+fail == 0:
+				return runtimeErr(errors.New("no tests ran (rules named test_* in *_test.rego; todo_test_* are skipped)"))
 			case fail > 0:
 				return runtimeErr(fmt.Errorf("%d of %d tests failed", fail, len(results)))
+			}
+			// The tests compile with the policy; the policy must also
+			// compile alone, as serve loads it (a rule the tests define
+			// is not there).
+			if _, err := policy.New(cmd.Context(), policy.Config{Dir: args[0]}, nil); err != nil {
+				return usageErr(fmt.Errorf("the tests pass, but the policy without its tests does not load: %w", err))
 			}
 			return nil
 		},
@@ -75,40 +80,39 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 func newPolicyEval(stdout io.Writer) *cobra.Command {
 	var dir, inputFile, query string
 	var explain bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "eval -d DIR --input FILE [--explain]",
 		Short: "Decide one input (the policy contract's JSON) and print the decision; --explain says why",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			in, err := readInput(inputFile)
+			if err := dirArg(dir); err != nil {
+				return err
+			}
+			in, err := readInput(inputFile, cmd.ErrOrStderr())
 			if err != nil {
 				return usageErr(fmt.Errorf("--input %s: %w", inputFile, err))
 			}
-			e, err := policy.New(cmd.Context(), policy.Config{Dir: dir, Query: query, EvalTimeout: evalTimeout}, nil)
+			e, err := policy.New(cmd.Context(), policy.Config{Dir: dir, Query: query, EvalTimeout: timeout}, nil)
 			if err != nil {
 				return usageErr(err)
 			}
-			var d chartguard.Decision
-			var why policy.Explanation
-			var evalErr error
-			if explain {
-				d, why, evalErr = e.Explain(cmd.Context(), &in)
-			} else {
-				d, evalErr = e.Decide(cmd.Context(), &in)
-			}
-			out, err := json.MarshalIndent(struct {
-				ID       string              `json:"id"`
-				Revision string              `json:"revision"`
-				Decision chartguard.Decision `json:"decision"`
-			}{d.ID, d.Revision, d}, "", "  ")
-			if err != nil {
+			// The decision is Decide's, under the timeout requests get;
+			// the explanation, traced, may take longer.
+			d, evalErr := e.Decide(cmd.Context(), &in)
+			if err := printDecision(stdout, d); err != nil {
 				return runtimeErr(err)
 			}
-			fmt.Fprintf(stdout, "%s\n", out)
 			if explain {
-				printExplanation(stdout, d, why)
+				xd, why, err := e.Explain(cmd.Context(), &in)
+				printExplanation(stdout, xd, why, err)
 			}
-			if evalErr != nil {
+			switch {
+			case errors.Is(evalErr, policy.ErrInput):
+				return usageErr(fmt.Errorf("--input %s: %w", inputFile, evalErr))
+			case errors.Is(evalErr, policy.ErrTimeout):
+				return runtimeErr(fmt.Errorf("decision denied: %w; serve denies the same with policy.eval_timeout %s (set it with --eval-timeout)", evalErr, timeout))
+			case evalErr != nil:
 				return runtimeErr(fmt.Errorf("evaluation failed, decision denied: %w", evalErr))
 			}
 			return nil
@@ -118,6 +122,7 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&inputFile, "input", "", "input JSON file (see DESIGN.md, policy contract)")
 	cmd.Flags().StringVar(&query, "query", policy.DefaultQuery, "the decision rule")
 	cmd.Flags().BoolVar(&explain, "explain", false, "print the rules that held, with file:line")
+	cmd.Flags().DurationVar(&timeout, "eval-timeout", policy.DefaultEvalTimeout, "policy.eval_timeout: the time a decision may take, as serve allows it")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
@@ -133,6 +138,9 @@ func newPolicyCheck(stdout io.Writer) *cobra.Command {
 		Short: "Check that a policy directory would be accepted (compiles, load_errors empty, tests pass)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := dirArg(args[0]); err != nil {
+				return err
+			}
 			e, err := policy.Load(cmd.Context(), policy.Config{Dir: args[0], Query: query}, nil)
 			if err != nil {
 				return usageErr(err)
@@ -146,8 +154,9 @@ func newPolicyCheck(stdout io.Writer) *cobra.Command {
 }
 
 // readInput reads a policy input strictly: unknown keys are errors, so a
-// misspelt field is not silently absent.
-func readInput(file string) (chartguard.Input, error) {
+// misspelt field is not silently absent. An input without request.time
+// gets the current time, as serve always gives one; notes says so.
+func readInput(file string, notes io.Writer) (chartguard.Input, error) {
 	var in chartguard.Input
 	f, err := os.Open(file)
 	if err != nil {
@@ -161,23 +170,63 @@ func readInput(file string) (chartguard.Input, error) {
 	if len(b) > maxInputFile {
 		return in, fmt.Errorf("larger than %d bytes", maxInputFile)
 	}
+	b = bytes.TrimPrefix(b, []byte("\uFEFF")) // a byte order mark, as some editors save
+	if string(bytes.TrimSpace(b)) == "null" {
+		return in, errors.New("not a policy input: null; want an object (see DESIGN.md, policy contract)")
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		return in, fmt.Errorf("not a policy input: %w", err)
 	}
-	if dec.More() {
-		return in, errors.New("not a policy input: more than one JSON value")
+	if _, err := dec.Token(); err != io.EOF {
+		return in, errors.New("not a policy input: more after the JSON object")
+	}
+	if in.Request.Time.IsZero() {
+		in.Request.Time = time.Now().UTC().Truncate(time.Second)
+		fmt.Fprintf(notes, "note: the input has no request.time; deciding at %s\n", in.Request.Time.Format(time.RFC3339))
 	}
 	return in, nil
 }
 
-func printExplanation(w io.Writer, d chartguard.Decision, why policy.Explanation) {
+// dirArg refuses an empty policy directory argument, which would
+// otherwise mean the default directory.
+func dirArg(dir string) error {
+	if dir == "" {
+		return usageErr(errors.New("the policy directory is empty; give one, e.g. configs/policy"))
+	}
+	return nil
+}
+
+// printDecision prints d with its id and revision; empty lists print as
+// [], as the policy gives them, not null.
+func printDecision(w io.Writer, d chartguard.Decision) error {
+	for _, l := range []*[]string{&d.Reasons, &d.BreakGlass.Reasons, &d.Obligations.Redact, &d.Obligations.Tags} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	out, err := json.MarshalIndent(struct {
+		ID       string              `json:"id"`
+		Revision string              `json:"revision"`
+		Decision chartguard.Decision `json:"decision"`
+	}{d.ID, d.Revision, d}, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", out)
+	return err
+}
+
+func printExplanation(w io.Writer, d chartguard.Decision, why policy.Explanation, err error) {
 	verdict := "denied"
 	if d.Allow {
 		verdict = "allowed"
 	}
 	fmt.Fprintf(w, "\nwhy %s (revision %s):\n", verdict, d.Revision)
+	if err != nil {
+		fmt.Fprintf(w, "  the traced evaluation failed: %v\n", err)
+	}
 	if len(why.Fired) == 0 {
 		fmt.Fprintln(w, "  no rule held")
 	}

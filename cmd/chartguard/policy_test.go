@@ -73,12 +73,22 @@ func TestPolicyCommands(t *testing.T) {
 	broken := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": true\n"})
 	noTests := policyFiles(t, map[string]string{"p.rego": allowRego})
 	loadErrs := policyFiles(t, map[string]string{"p.rego": allowRego + "\nload_errors contains \"roles.json: physician has no grants\"\n"})
-	stringDecision := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := \"allow\"\n"})
+	stringDecision := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := concat(\"\", [\"al\", \"low\"])\n"})
+	constString := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := \"allow\"\n"})
+	onlyTodo := policyFiles(t, map[string]string{"p.rego": allowRego, "p_test.rego": "package chartguard_test\n\ntodo_test_later if false\n"})
+	helperInTests := policyFiles(t, map[string]string{
+		"p.rego":      "package chartguard\n\ndecision := {\"allow\": ok(input.user.sub)}\n",
+		"p_test.rego": "package chartguard\n\nok(s) if s == \"u1\"\n\ntest_u1 if decision.allow with input as {\"user\": {\"sub\": \"u1\"}}\n",
+	})
+	slow := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": true} if {\n\tcount([x | some x in numbers.range(1, 3000000); x % 7 == 0]) > 0\n}\n"})
 	careTeam := policyFiles(t, map[string]string{"p.rego": careTeamRego})
 	inputs := policyFiles(t, map[string]string{
 		"u1.json":      inputU1,
 		"typo.json":    `{"usr": {"sub": "u1"}}`,
 		"notjson.json": `{"user":`,
+		"null.json":    `null`,
+		"bom.json":     "\uFEFF" + inputU1,
+		"notime.json":  `{"user": {"sub": "u1"}}`,
 	})
 	in := func(name string) string { return filepath.Join(inputs, name) }
 
@@ -94,7 +104,12 @@ func TestPolicyCommands(t *testing.T) {
 			stdout: []string{"p_test.rego:5: data.chartguard_test.test_u1_allowed: pass", "2 passed, 0 failed, 0 skipped; coverage 100.0%"}},
 		{name: "test fails", args: []string{"policy", "test", failing}, code: 1,
 			stdout: []string{"p_test.rego:5: data.chartguard_test.test_u2_allowed: fail", "0 passed, 1 failed"}, stderr: []string{"1 of 1 tests failed"}},
-		{name: "test without tests", args: []string{"policy", "test", noTests}, code: 1, stderr: []string{"no tests found"}},
+		{name: "test without tests", args: []string{"policy", "test", noTests}, code: 1, stderr: []string{"no tests ran"}},
+		{name: "test with only todo tests", args: []string{"policy", "test", onlyTodo}, code: 1,
+			stdout: []string{"0 passed, 0 failed, 1 skipped"}, stderr: []string{"no tests ran"}},
+		{name: "test of a policy that needs its tests", args: []string{"policy", "test", helperInTests}, code: 2,
+			stdout: []string{"1 passed"}, stderr: []string{"the policy without its tests does not load", "rego_type_error"}},
+		{name: "test empty dir", args: []string{"policy", "test", ""}, code: 2, stderr: []string{"the policy directory is empty"}},
 		{name: "test broken policy", args: []string{"policy", "test", broken}, code: 2, stderr: []string{"p.rego:4: rego_parse_error"}},
 		{name: "test no dir", args: []string{"policy", "test"}, code: 2},
 
@@ -104,10 +119,21 @@ func TestPolicyCommands(t *testing.T) {
 			stderr: []string{"policy tests failed", "p_test.rego:5: test_u2_allowed: fail"}},
 		{name: "check load_errors", args: []string{"policy", "check", loadErrs}, code: 2,
 			stderr: []string{"policy reports load errors", "physician has no grants"}},
+		{name: "check constant string decision", args: []string{"policy", "check", constString}, code: 2,
+			stderr: []string{"can never be a valid decision: p.rego:3", "decision is string"}},
+		{name: "check empty dir", args: []string{"policy", "check", ""}, code: 2, stderr: []string{"the policy directory is empty"}},
 		{name: "check missing dir", args: []string{"policy", "check", filepath.Join(good, "nope")}, code: 2},
 
 		{name: "eval allow", args: []string{"policy", "eval", "-d", good, "--input", in("u1.json")}, code: 0,
-			stdout: []string{`"allow": true`, `"revision": "`}, without: []string{"why"}},
+			stdout: []string{`"allow": true`, `"revision": "`, `"reasons": []`}, without: []string{"why", "null"}},
+		{name: "eval past the timeout", args: []string{"policy", "eval", "-d", slow, "--input", in("u1.json"), "--eval-timeout", "1ms"}, code: 1,
+			stdout: []string{`"allow": false`, `"policy evaluation timed out"`}, stderr: []string{"policy.eval_timeout 1ms"}},
+		{name: "eval null input", args: []string{"policy", "eval", "-d", good, "--input", in("null.json")}, code: 2, stderr: []string{"null"}},
+		{name: "eval input with a byte order mark", args: []string{"policy", "eval", "-d", good, "--input", in("bom.json")}, code: 0,
+			stdout: []string{`"allow": true`}},
+		{name: "eval input without a time", args: []string{"policy", "eval", "-d", good, "--input", in("notime.json")}, code: 0,
+			stdout: []string{`"allow": true`}, stderr: []string{"note: the input has no request.time; deciding at "}},
+		{name: "eval empty dir", args: []string{"policy", "eval", "-d", "", "--input", in("u1.json")}, code: 2, stderr: []string{"the policy directory is empty"}},
 		{name: "eval explain deny", args: []string{"policy", "eval", "-d", careTeam, "--input", in("u1.json"), "--explain"}, code: 0,
 			stdout: []string{`"allow": false`, "why denied (revision ", `p.rego:3: default decision := {"allow": false, "reasons": ["not on the patient's care team"]}`}},
 		{name: "eval explain allow", args: []string{"policy", "eval", "-d", good, "--input", in("u1.json"), "--explain"}, code: 0,
