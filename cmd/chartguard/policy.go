@@ -31,7 +31,7 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test DIR",
 		Short: "Run the policy's Rego unit tests (test_* rules) with coverage",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneDir("chartguard policy test configs/policy"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := dirArg(args[0]); err != nil {
 				return err
@@ -84,7 +84,12 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "eval -d DIR --input FILE [--explain]",
 		Short: "Decide one input (the policy contract's JSON) and print the decision; --explain says why",
-		Args:  cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected %q: give the directory with -d, e.g. chartguard policy eval -d configs/policy --input in.json", args[0])
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := dirArg(dir); err != nil {
 				return err
@@ -136,7 +141,7 @@ func newPolicyCheck(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check DIR",
 		Short: "Check that a policy directory would be accepted (compiles, load_errors empty, tests pass)",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneDir("chartguard policy check configs/policy"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := dirArg(args[0]); err != nil {
 				return err
@@ -187,6 +192,16 @@ func readInput(file string, notes io.Writer) (chartguard.Input, error) {
 		fmt.Fprintf(notes, "note: the input has no request.time; deciding at %s\n", in.Request.Time.Format(time.RFC3339))
 	}
 	return in, nil
+}
+
+// oneDir accepts exactly one argument, the policy directory.
+func oneDir(example string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("want one policy directory, got %d arguments; e.g. %s", len(args), example)
+		}
+		return nil
+	}
 }
 
 // dirArg refuses an empty policy directory argument, which would

@@ -111,7 +111,8 @@ func TestPolicyCommands(t *testing.T) {
 			stdout: []string{"1 passed"}, stderr: []string{"the policy without its tests does not load", "rego_type_error"}},
 		{name: "test empty dir", args: []string{"policy", "test", ""}, code: 2, stderr: []string{"the policy directory is empty"}},
 		{name: "test broken policy", args: []string{"policy", "test", broken}, code: 2, stderr: []string{"p.rego:4: rego_parse_error"}},
-		{name: "test no dir", args: []string{"policy", "test"}, code: 2},
+		{name: "test no dir", args: []string{"policy", "test"}, code: 2, stderr: []string{"want one policy directory, got 0 arguments; e.g. chartguard policy test configs/policy"}},
+		{name: "eval dir as an argument", args: []string{"policy", "eval", good}, code: 2, stderr: []string{"give the directory with -d"}},
 
 		{name: "check good", args: []string{"policy", "check", good}, code: 0, stdout: []string{": ok, revision "}},
 		{name: "check syntax error", args: []string{"policy", "check", broken}, code: 2, stderr: []string{"p.rego:4: rego_parse_error"}},
