@@ -67,6 +67,7 @@ func startRelWorld(t *testing.T) *relWorld {
 			c.Policy.Relationships.Source = policy.RelationshipsFHIR
 			// Generous for -race on a loaded 2-core machine; the default is 200ms.
 			c.Policy.Relationships.Timeout = 5 * time.Second
+			c.Policy.Relationships.NegativeTTL = 2 * time.Second
 		},
 	})
 	t.Cleanup(func() {
@@ -211,4 +212,37 @@ func TestMedplumRelationshipsEMRDownDenies(t *testing.T) {
 	assert.Equal(t, "denied", ev.Outcome)
 	assert.Equal(t, []string{"care relationship could not be checked"}, ev.Decision.Reasons)
 	assert.Equal(t, 1.0, w.e.metric(t, `chartguard_relationship_lookups_total{outcome="error"}`))
+}
+
+// TestMedplumRelationshipsPractitionerRole: an EMR that puts a clinician's
+// PractitionerRole, not the Practitioner, on the care team relates the
+// Practitioner who signs in.
+func TestMedplumRelationshipsPractitionerRole(t *testing.T) {
+	w := startRelWorld(t)
+	doc := "Practitioner/" + mpCreate(t, w.mp, "Practitioner", `{"resourceType":"Practitioner","name":[{"family":"Roley"}]}`)
+	role := mpCreate(t, w.mp, "PractitionerRole", fmt.Sprintf(`{"resourceType":"PractitionerRole","active":true,"practitioner":{"reference":%q}}`, doc))
+	mpCreate(t, w.mp, "CareTeam", careTeam(w.patient, "PractitionerRole/"+role))
+
+	status, body, _ := w.e.call(t, "GET", "/fhir/Observation/"+w.obs, w.physician(t, doc), nil, nil)
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Contains(t, body, w.obs)
+	assert.Equal(t, "allowed", lastEvent(t, w.e).Outcome)
+}
+
+// TestMedplumRelationshipsAddedToTeam: a physician denied for want of a
+// relationship is let in within policy.relationships.negative_ttl of
+// being put on the care team, not after the whole ttl.
+func TestMedplumRelationshipsAddedToTeam(t *testing.T) {
+	w := startRelWorld(t)
+	doc := "Practitioner/" + mpCreate(t, w.mp, "Practitioner", `{"resourceType":"Practitioner","name":[{"family":"Newcomer"}]}`)
+	tok := w.physician(t, doc)
+	status, body, _ := w.e.call(t, "GET", "/fhir/Observation/"+w.obs, tok, nil, nil)
+	require.Equal(t, http.StatusForbidden, status, body)
+
+	mpCreate(t, w.mp, "CareTeam", careTeam(w.patient, doc))
+	require.Eventually(t, func() bool {
+		status, _, _ := w.e.call(t, "GET", "/fhir/Observation/"+w.obs, tok, nil, nil)
+		return status == http.StatusOK
+	}, 15*time.Second, 250*time.Millisecond, "allowed once the negative answer expires")
+	assert.Equal(t, "allowed", lastEvent(t, w.e).Outcome)
 }

@@ -25,7 +25,9 @@ import (
 // proven writes, batch entries, and every resource of a response), for a
 // user whose fhir_user is a Practitioner or PractitionerRole, ChartGuard
 // asks the EMR as its service identity (the forwarder's transport: TLS and
-// upstream.auth), four reads in parallel per (user, patient):
+// upstream.auth) who the user is (a Practitioner's PractitionerRoles, see
+// identities), then four reads in parallel per (user, patient), where
+// <user> is the user and their roles:
 //
 //	CareTeam?participant=<user>&patient=Patient/<p>&status=active        -> care_team
 //	Encounter?participant=<user>&patient=Patient/<p>&date=ge<now-lookback> -> encounter_days_ago
@@ -88,6 +90,7 @@ type relationships struct {
 	now      func() time.Time
 	log      *slog.Logger
 	cache    *relCache
+	roles    roleCache // who each user is (identities)
 	flights  flights
 	lookups  *prometheus.CounterVec
 	workers  int

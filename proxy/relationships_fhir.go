@@ -22,8 +22,8 @@ import (
 // and still counts only resources that name the patient and the user
 // themselves.
 
-// fetch asks the EMR what user is to patient: four reads in parallel under
-// ctx's deadline.
+// fetch asks the EMR what user is to patient: who user is (identities),
+// then four reads in parallel, under ctx's deadline.
 func (r *relationships) fetch(ctx context.Context, requestID, user, patient string) (chartguard.Relationship, error) {
 	now := r.now()
 	since := now.Add(-r.lookback)
@@ -35,11 +35,16 @@ func (r *relationships) fetch(ctx context.Context, requestID, user, patient stri
 		errs  [4]error
 		group sync.WaitGroup
 	)
-	group.Go(func() { team, errs[0] = r.careTeams(ctx, requestID, user, patient, now) })
-	group.Go(func() { enc, errs[1] = r.encounters(ctx, requestID, user, patient, since, now) })
-	group.Go(func() { pcp, errs[2] = r.generalPractitioner(ctx, requestID, user, patient) })
-	group.Go(func() { dept, errs[3] = r.currentDepartment(ctx, requestID, patient) })
-	group.Wait()
+	ids, err := r.identities(ctx, requestID, user)
+	if err != nil {
+		errs[0] = err
+	} else {
+		group.Go(func() { team, errs[0] = r.careTeams(ctx, requestID, ids, patient, now) })
+		group.Go(func() { enc, errs[1] = r.encounters(ctx, requestID, ids, patient, since, now) })
+		group.Go(func() { pcp, errs[2] = r.generalPractitioner(ctx, requestID, ids, patient) })
+		group.Go(func() { dept, errs[3] = r.currentDepartment(ctx, requestID, patient) })
+		group.Wait()
+	}
 	if err := errors.Join(errs[:]...); err != nil {
 		if ctx.Err() != nil || errors.Is(err, errRelTimeout) {
 			return chartguard.Relationship{}, errRelTimeout
@@ -67,8 +72,8 @@ type period struct {
 // careTeams: CareTeam?participant=<user>&patient=<p>&status=active. An
 // active CareTeam whose subject is the patient and that lists the user as
 // a participant (whose participation has not ended) counts.
-func (r *relationships) careTeams(ctx context.Context, requestID, user, patient string, now time.Time) (bool, error) {
-	q := url.Values{"participant": {user}, "patient": {"Patient/" + patient}, "status": {"active"}, "_count": {"50"}}
+func (r *relationships) careTeams(ctx context.Context, requestID string, user who, patient string, now time.Time) (bool, error) {
+	q := url.Values{"participant": {user.String()}, "patient": {"Patient/" + patient}, "status": {"active"}, "_count": {"50"}}
 	entries, err := r.search(ctx, requestID, "CareTeam", q)
 	if err != nil {
 		return false, err
@@ -78,7 +83,7 @@ func (r *relationships) careTeams(ctx context.Context, requestID, user, patient 
 
 // onCareTeam reports whether entries hold an active CareTeam of patient
 // with user as a current participant.
-func (r *relationships) onCareTeam(entries []json.RawMessage, user, patient string, now time.Time) bool {
+func (r *relationships) onCareTeam(entries []json.RawMessage, user who, patient string, now time.Time) bool {
 	for _, raw := range entries {
 		var ct struct {
 			ResourceType string    `json:"resourceType"`
@@ -94,7 +99,7 @@ func (r *relationships) onCareTeam(entries []json.RawMessage, user, patient stri
 			continue
 		}
 		for _, pa := range ct.Participant {
-			if r.localRef(pa.Member.Reference) != user {
+			if !user.names(r.localRef(pa.Member.Reference)) {
 				continue
 			}
 			if end, ok := parseFHIRTime(pa.Period.End); ok && end.Before(now) {
@@ -116,8 +121,8 @@ type encounterFacts struct {
 // Encounter of the patient the user took part in (as
 // participant.individual) counts when it was under way at or after since;
 // planned, cancelled and entered-in-error ones do not.
-func (r *relationships) encounters(ctx context.Context, requestID, user, patient string, since, now time.Time) (encounterFacts, error) {
-	q := url.Values{"participant": {user}, "patient": {"Patient/" + patient},
+func (r *relationships) encounters(ctx context.Context, requestID string, user who, patient string, since, now time.Time) (encounterFacts, error) {
+	q := url.Values{"participant": {user.String()}, "patient": {"Patient/" + patient},
 		"date":  {"ge" + since.UTC().Format("2006-01-02"), "le" + now.UTC().Format("2006-01-02")},
 		"_sort": {"-date"}, "_count": {"50"}}
 	entries, err := r.search(ctx, requestID, "Encounter", q)
@@ -129,7 +134,7 @@ func (r *relationships) encounters(ctx context.Context, requestID, user, patient
 
 // lastEncounter finds in entries the latest Encounter of patient that user
 // took part in and that was under way at or after since.
-func (r *relationships) lastEncounter(entries []json.RawMessage, user, patient string, since, now time.Time) encounterFacts {
+func (r *relationships) lastEncounter(entries []json.RawMessage, user who, patient string, since, now time.Time) encounterFacts {
 	var facts encounterFacts
 	for _, raw := range entries {
 		enc, ok := r.encounterOf(raw, patient)
@@ -142,7 +147,7 @@ func (r *relationships) lastEncounter(entries []json.RawMessage, user, patient s
 		}
 		took := false
 		for _, pa := range enc.Participant {
-			took = took || r.localRef(pa.Individual.Reference) == user
+			took = took || user.names(r.localRef(pa.Individual.Reference))
 		}
 		last, ok := encounterTime(enc.Period, enc.Status, now)
 		if !took || !ok || last.Before(since) {
@@ -230,7 +235,7 @@ func encounterTime(p period, status string, now time.Time) (time.Time, bool) {
 // generalPractitioner: Patient/<p>; the user counts when the Patient lists
 // them in generalPractitioner. A patient the EMR does not have (404, 410)
 // has no relationship with anyone.
-func (r *relationships) generalPractitioner(ctx context.Context, requestID, user, patient string) (bool, error) {
+func (r *relationships) generalPractitioner(ctx context.Context, requestID string, user who, patient string) (bool, error) {
 	body, status, err := r.get(ctx, requestID, r.base+"/Patient/"+patient)
 	if err != nil {
 		return false, err
@@ -246,7 +251,7 @@ func (r *relationships) generalPractitioner(ctx context.Context, requestID, user
 
 // isGP reads a Patient resource: whether it is patient and lists user in
 // generalPractitioner. Anything but that Patient is an error.
-func (r *relationships) isGP(body []byte, user, patient string) (bool, error) {
+func (r *relationships) isGP(body []byte, user who, patient string) (bool, error) {
 	var pt struct {
 		ResourceType        string      `json:"resourceType"`
 		ID                  string      `json:"id"`
@@ -256,7 +261,7 @@ func (r *relationships) isGP(body []byte, user, patient string) (bool, error) {
 		return false, fmt.Errorf("%w: Patient read is not the Patient asked for", errRelUpstream)
 	}
 	for _, gp := range pt.GeneralPractitioner {
-		if r.localRef(gp.Reference) == user {
+		if user.names(r.localRef(gp.Reference)) {
 			return true, nil
 		}
 	}
@@ -280,7 +285,7 @@ func (r *relationships) search(ctx context.Context, requestID, typ string, q url
 			return nil, err
 		}
 		if status != http.StatusOK {
-			return nil, fmt.Errorf("%w: %s search answered %d", errRelUpstream, typ, status)
+			return nil, &searchStatusError{typ, status}
 		}
 		entries, next, err := searchEntries(typ, body)
 		if err != nil {

@@ -51,10 +51,10 @@ func FuzzRelationshipAnswers(f *testing.F) {
 			assert.True(t, strings.HasPrefix(u, r.base), "a next page off the upstream: %q", u)
 			assert.NotContains(t, u, "..")
 		}
-		onTeam := r.onCareTeam(entries, user, patient, relNow)
-		enc := r.lastEncounter(entries, user, patient, since, relNow)
+		onTeam := r.onCareTeam(entries, who{user}, patient, relNow)
+		enc := r.lastEncounter(entries, who{user}, patient, since, relNow)
 		dept := r.departmentOf(entries, patient)
-		gp, gpErr := r.isGP(body, user, patient)
+		gp, gpErr := r.isGP(body, who{user}, patient)
 
 		var v any
 		if json.Unmarshal(body, &v) != nil {

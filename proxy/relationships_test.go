@@ -33,6 +33,8 @@ type fakeEMR struct {
 	mu         sync.Mutex
 	careTeams  []string
 	encounters []string
+	roles      []string          // PractitionerRole resources, all answered to any search
+	queries    map[string]string // resource type -> the last query asked
 	patients   map[string]string // id -> Patient JSON
 	other      map[string]string // path -> body, for requests that are not lookups
 	fail       map[string]int    // resource type, or Type/id, -> status to answer
@@ -45,7 +47,7 @@ type fakeEMR struct {
 
 func newFakeEMR() *fakeEMR {
 	return &fakeEMR{patients: map[string]string{}, other: map[string]string{}, fail: map[string]int{},
-		lookups: map[string]int{}}
+		lookups: map[string]int{}, queries: map[string]string{}}
 }
 
 func (f *fakeEMR) count(typ string) int {
@@ -64,8 +66,9 @@ func (f *fakeEMR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	body, isOther := f.other[r.URL.Path]
 	lookup := !isOther && (typ == "CareTeam" || typ == "Encounter" || (typ == "Patient" && id != ""))
-	if lookup {
+	if lookup || typ == "PractitionerRole" {
 		f.lookups[typ]++
+		f.queries[typ] = r.URL.RawQuery
 	}
 	block, status, malformed := f.block, max(f.fail[typ], f.fail[path]), f.malformed
 	f.mu.Unlock()
@@ -74,7 +77,7 @@ func (f *fakeEMR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(body))
 		return
 	}
-	if block != nil {
+	if block != nil && lookup {
 		select {
 		case <-block:
 		case <-r.Context().Done():
@@ -117,6 +120,12 @@ func (f *fakeEMR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset",%s"entry":[%s]}`, link, strings.Join(entries, ","))
+	case "PractitionerRole":
+		entries := make([]string, len(f.roles))
+		for i, res := range f.roles {
+			entries[i] = `{"resource":` + res + `}`
+		}
+		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]}`, strings.Join(entries, ","))
 	case "Patient":
 		p, ok := f.patients[id]
 		if !ok {
@@ -376,6 +385,84 @@ func TestRelationshipCacheFor(t *testing.T) {
 	}
 	for _, tc := range cases {
 		assert.Equal(t, tc.want, r.cacheFor(tc.rel), "%+v", tc.rel)
+	}
+}
+
+func prJSON(id, practitioner string, active bool, end string) string {
+	per := ""
+	if end != "" {
+		per = fmt.Sprintf(`,"period":{"end":%q}`, end)
+	}
+	return fmt.Sprintf(`{"resourceType":"PractitionerRole","id":%q,"active":%t,"practitioner":{"reference":%q}%s}`,
+		id, active, practitioner, per)
+}
+
+// TestRelationshipPractitionerRoles: an EMR that names clinicians by
+// their PractitionerRole (in a CareTeam, an Encounter, as GP) relates the
+// Practitioner who signs in through their current roles only; the roles
+// are asked for once per user.
+func TestRelationshipPractitionerRoles(t *testing.T) {
+	t.Parallel()
+	emr := newFakeEMR()
+	emr.roles = []string{
+		prJSON("r1", "Practitioner/pr1", true, ""),
+		prJSON("r2", "Practitioner/pr1", false, ""),                    // inactive
+		prJSON("r3", "Practitioner/other", true, ""),                   // someone else's
+		prJSON("r4", "Practitioner/pr1", true, "2026-01-01T00:00:00Z"), // ended
+		`{"resourceType":"Patient","id":"r5"}`,
+	}
+	emr.careTeams = []string{ctJSON("active", "p1", "PractitionerRole/r1", ""), ctJSON("active", "p2", "PractitionerRole/r2", ""),
+		ctJSON("active", "p3", "PractitionerRole/r3", ""), ctJSON("active", "p4", "PractitionerRole/r4", "")}
+	emr.encounters = []string{encJSON("finished", "p5", "PractitionerRole/r1", relNow.Add(-24*time.Hour), "")}
+	emr.patients["p6"] = patientJSON("p6", "PractitionerRole/r1")
+	r, _ := newTestRelationships(t, emr, time.Second)
+
+	st := &relState{got: map[string]relResult{}}
+	r.resolve(t.Context(), st, "req", "Practitioner/pr1", []string{"p1", "p2", "p3", "p4", "p5", "p6"})
+	for p, want := range map[string]chartguard.Relationship{
+		"p1": {CareTeam: true}, "p2": {}, "p3": {}, "p4": {},
+		"p5": {EncounterDaysAgo: days(1)}, "p6": {PCP: true},
+	} {
+		require.NoError(t, st.got[p].err, p)
+		assert.Equal(t, want, st.got[p].rel, p)
+	}
+	assert.Equal(t, 1, emr.count("PractitionerRole"), "asked once for the user")
+	assert.Contains(t, emr.queries["PractitionerRole"], "practitioner=Practitioner%2Fpr1")
+	assert.Contains(t, emr.queries["CareTeam"], "participant=Practitioner%2Fpr1%2CPractitionerRole%2Fr1&",
+		"the searches ask for the Practitioner and their current roles")
+
+	// A user signed in as a PractitionerRole is that role only.
+	st = &relState{got: map[string]relResult{}}
+	r.resolve(t.Context(), st, "req", "PractitionerRole/r3", []string{"p3"})
+	assert.True(t, st.got["p3"].rel.CareTeam)
+	assert.Equal(t, 1, emr.count("PractitionerRole"))
+}
+
+// TestRelationshipRolesUnavailable: an EMR that cannot search
+// PractitionerRole (a 4xx) gives no roles, and the Practitioner's own
+// relationships still count; one that fails (5xx, 429) fails the lookup.
+func TestRelationshipRolesUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status int
+		ok     bool
+	}{{400, true}, {403, true}, {404, true}, {429, false}, {500, false}, {503, false}} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			emr := newFakeEMR()
+			emr.fail["PractitionerRole"] = tc.status
+			emr.careTeams = []string{ctJSON("active", "p1", "Practitioner/pr1", "")}
+			r, _ := newTestRelationships(t, emr, time.Second)
+			st := &relState{got: map[string]relResult{}}
+			r.resolve(t.Context(), st, "req", "Practitioner/pr1", []string{"p1"})
+			if !tc.ok {
+				require.ErrorIs(t, st.got["p1"].err, errRelUpstream)
+				assert.Equal(t, 0, emr.total(), "no lookup without knowing who the user is")
+				return
+			}
+			require.NoError(t, st.got["p1"].err)
+			assert.True(t, st.got["p1"].rel.CareTeam)
+			assert.Contains(t, emr.queries["CareTeam"], "participant=Practitioner%2Fpr1&")
+		})
 	}
 }
 
