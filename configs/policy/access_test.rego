@@ -129,8 +129,11 @@ test_scope_letters_per_action if {
 		decide(with_token(asks(pr1, r), bearer([sprintf("user/Observation.%s", [c[2]])]))).allow
 		not decide(with_token(asks(pr1, r), bearer(["user/Observation.d"]))).allow
 	}
-	him := asks({"roles": ["him"]}, object.union(obs_of("p1"), {"action": "delete", "interaction": "delete"}))
-	decide(with_token(him, bearer(["user/Observation.d"]))).allow
+
+	# No role deletes as shipped: a table that lets one does, with a d.
+	del := asks({"roles": ["lab"]}, object.union(obs_of("p1"), {"action": "delete", "interaction": "delete"}))
+	decide(with_token(del, bearer(["user/Observation.d"]))).allow with data.chartguard_data.roles.lab.delete as {"Observation": true}
+	not decide(with_token(del, bearer(["user/Observation.u"]))).allow with data.chartguard_data.roles.lab.delete as {"Observation": true}
 	op := object.union(obs_of("p1"), {"type": "Patient", "action": "operation", "interaction": "operation", "operation": "everything"})
 	decide(with_token(asks(pr1, op), bearer(["user/Patient.r"]))).allow
 }
@@ -211,9 +214,10 @@ test_export_scopes_and_purposes if {
 	decide(with_token(x, {"token": {"kind": "bearer", "scopes": ["user/Patient.rs"]}, "session": {"mfa": true, "mfa_age_s": 10}})).allow
 	not decide(with_token(x, {"token": {"kind": "bearer", "scopes": ["user/Patient.r"]}, "session": {"mfa": true, "mfa_age_s": 10}})).allow
 
-	# A session states no purpose of use; an empty one is none either.
-	decide(json.remove(x, ["token/purpose_of_use"])).allow
-	decide(object.union(x, {"token": {"purpose_of_use": ""}})).allow
+	# A session may state no purpose of use; an empty one is none either.
+	# Neither allows an export (test_export_needs_a_stated_purpose).
+	not decide(json.remove(x, ["token/purpose_of_use"])).allow
+	not decide(object.union(x, {"token": {"purpose_of_use": ""}})).allow
 
 	# A role may export named types only.
 	billing := asks({"roles": ["billing"]}, object.union(export_of("p1"), {"type": "Claim"}))
@@ -274,4 +278,91 @@ test_known_actions_are_supported if {
 		not "unsupported action" in d.reasons
 	}
 	"unsupported action" in decide(asks(pr1, object.union(obs_of("p1"), {"action": "purge"}))).reasons
+}
+
+# ---------------------------------------- no break-the-glass for delete, export
+
+# Emergency access is for treating the patient: break-the-glass is never
+# offered for a delete or an export, for any role, whatever stood in the
+# way (a care relationship, a sensitive label, a VIP).
+test_no_break_glass_for_delete_or_export if {
+	# him exports a VIP's record for a stated purpose: refused, no offer.
+	vip := decide(asks(him, export_of("p7")))
+	vip.allow == false
+	vip.reasons == ["VIP patient's record"]
+	vip.break_glass == {"allowed": false, "reasons": []}
+	vip.require_mfa_within_s == 0
+	r := decide(asks(him, object.union(export_of("p1"), {"labels": ["R"]})))
+	r.allow == false
+	r.break_glass.allowed == false
+
+	# An update of the same record still offers it.
+	decide(asks(him, object.union(obs_of("p7"), {"action": "update", "interaction": "update"}))).break_glass.allowed
+
+	# Tables that let care-team and other roles delete and export.
+	tables := {
+		"physician": {"delete": {"*": true}, "export": {"*": true}},
+		"nurse": {"delete": {"*": true}, "export": {"*": true}},
+		"lab": {"delete": {"Observation": true}, "export": {"Observation": true}},
+		"him": {"delete": {"*": true}, "export": {"*": true}},
+	}
+	every role, perms in tables {
+		roles := object.union(data.chartguard_data.roles, {role: perms})
+		every action in ["delete", "export"] {
+			# Without a care relationship (p2) for a care-team role; a very
+			# restricted or sensitive label; a VIP patient.
+			every c in [["p2", []], ["p1", ["V"]], ["p7", []], ["p1", ["PSY"]]] {
+				res := object.union(obs_of(c[0]), {"action": action, "interaction": action, "labels": c[1]})
+				d := decide(asks({"roles": [role], "fhir_user": "Practitioner/pr1"}, res)) with data.chartguard_data.roles as roles
+				d.break_glass.allowed == false
+				d.allow == expect_allowed(role, c[0])
+			}
+		}
+	}
+}
+
+# expect_allowed(role, p) is whether a role may delete or export an
+# unlabelled record of p without a break-the-glass grant: a role outside
+# the care teams may for p2, nobody for the other cases above.
+expect_allowed(role, p) if {
+	p == "p2"
+	not role in {"physician", "nurse"}
+} else := false
+
+# ------------------------------------------------- export needs a purpose
+
+# "block_export unless role and purpose allow": a caller stating no
+# purpose of use (absent, or empty) may not export, whatever its role, and
+# every allow it gets blocks export.
+test_export_needs_a_stated_purpose if {
+	x := asks(him, export_of("p1"))
+	decide(x).allow
+	every y in [json.remove(x, ["token/purpose_of_use"]), object.union(x, {"token": {"purpose_of_use": ""}})] {
+		d := decide(y)
+		d.allow == false
+		d.reasons == ["export requires a stated purpose of use"]
+		d.break_glass.allowed == false
+
+		# Reads carry block_export.
+		decide(object.union(y, {"resource": {"action": "read", "interaction": "read"}})).obligations.block_export == true
+
+		# A bearer token without a purpose neither.
+		b := decide(with_token(y, {"token": {"kind": "bearer", "scopes": ["user/*.*"]}}))
+		b.allow == false
+		"export requires a stated purpose of use" in b.reasons
+
+		# Nor for any role a table lets export.
+		every role in ["physician", "billing", "registration", "lab"] {
+			z := object.union(y, {"user": {"roles": [role], "fhir_user": "Practitioner/pr1"}})
+			roles := object.union(data.chartguard_data.roles, {role: {"export": {"*": true, "Patient": true}}})
+			e := decide(z) with data.chartguard_data.roles as roles
+			e.allow == false
+			"export requires a stated purpose of use" in e.reasons
+		}
+	}
+
+	# The purposes that allow it, as shipped.
+	every purpose in ["TREAT", "HOPERAT", "HLEGAL", "PATRQT"] {
+		decide(object.union(x, {"token": {"purpose_of_use": purpose}})).allow
+	}
 }

@@ -15,9 +15,15 @@
 # the caller may give (the union over their roles of break_glass_roles),
 # when some role of the caller is in break_glass_roles, may take the
 # action on the type, may touch the records, and only the care
-# relationship or the sensitivity stood in the way. Starting a grant needs
-# a second factor at most break_glass_mfa_within_s old
-# (require_mfa_within_s of the deny).
+# relationship or the sensitivity stood in the way, and a grant would
+# open the request. Starting a grant needs a second factor at most
+# break_glass_mfa_within_s old (require_mfa_within_s of the deny).
+#
+# Never offered: for a delete or an export (emergency access is for
+# treating the patient, not for destroying or carrying off the record),
+# nor for a write to a type care relationships derive from
+# (relationship_types, careteams.rego) that lacks the relationship, which
+# no grant stands in for.
 package chartguard
 
 import data.chartguard_data as cfg
@@ -76,8 +82,20 @@ break_glass_offer := {"allowed": true, "reasons": sort(codes)} if {
 breakable(role) if {
 	is_string(role)
 	cfg.break_glass_roles[role]
+	not resource.action in {"delete", "export"}
 	role_permits(role)
 	records_ok(role)
+	not relationship_needed(role)
+}
+
+# relationship_needed(role) holds when role needs a care relationship for
+# a write to a relationship type and lacks it with a patient of the
+# resource: a grant would not open the request.
+relationship_needed(role) if {
+	relationship_write
+	cfg.care_team_roles[role]
+	some p in resource.patients
+	not related(p)
 }
 
 # deny_mfa_within_s asks for a fresh second factor on a deny that offers

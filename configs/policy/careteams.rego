@@ -1,9 +1,12 @@
 # Care relationships: the roles in data.chartguard_data.care_team_roles
-# (physician and nurse as shipped) see clinical data only of patients they
-# have a care relationship with. Without one the request is denied and,
-# for a role in break_glass_roles, break-the-glass is offered
-# (breakglass.rego); an active grant for the patient stands in for the
-# relationship.
+# (physician and nurse as shipped) see clinical data, and any other
+# resource that belongs to a patient (an Appointment, a RelatedPerson, a
+# Coverage: whatever ChartGuard does not classify as holding no patient
+# data, patient_status "none"), only of patients they have a care
+# relationship with. Without one the request is denied and, for a role in
+# break_glass_roles, break-the-glass is offered (breakglass.rego); an
+# active grant for the patient stands in for the relationship, except for
+# writes to relationship_types (below).
 #
 # A relationship is any of:
 #
@@ -18,6 +21,14 @@
 # Roles outside care_team_roles (lab, pharmacist, registration, billing,
 # him, ...) work from orders and queues rather than panels and are not
 # subject to the rule; sensitivity (labels.rego) still binds them.
+#
+# Writes to data.chartguard_data.relationship_types (CareTeam, Encounter,
+# EpisodeOfCare and Patient as shipped: the resources ChartGuard derives
+# care relationships from, Patient through generalPractitioner) need a
+# real relationship: under a break-the-glass grant alone a clinician could
+# otherwise add themselves to the patient's care team, or open an
+# encounter, and keep the access after the grant expires. Break-the-glass
+# is not offered for them either (breakglass.rego).
 package chartguard
 
 import data.chartguard_data as cfg
@@ -45,7 +56,7 @@ default care_ok(_) := false
 care_ok(role) if {
 	not cfg.care_team_roles[role]
 } else if {
-	not cfg.clinical_types[resource.type]
+	no_patient_data
 } else if {
 	names_patients
 	every p in resource.patients {
@@ -55,14 +66,34 @@ care_ok(role) if {
 	patients_pending
 }
 
+# no_patient_data holds for a resource that belongs to no patient: a type
+# outside clinical_types that ChartGuard classifies as holding no patient
+# data (patient_status "none", no patients), such as a Practitioner or a
+# Location. Any other type, with patients known, unknown or pending, is
+# decided on its patients like clinical data.
+no_patient_data if {
+	not cfg.clinical_types[resource.type]
+	resource.patient_status == "none"
+	resource.patients == []
+}
+
 # cared_for(role, p) holds when the user has a care relationship with
-# patient p, or role holds an active break-the-glass grant for p.
+# patient p, or role holds an active break-the-glass grant for p and the
+# request does not write a resource care relationships derive from.
 default cared_for(_, _) := false
 
 cared_for(role, p) if {
 	related(p)
 } else if {
+	not relationship_write
 	break_glass_open(role, p)
+}
+
+# relationship_write holds for a write to a type ChartGuard derives care
+# relationships from (relationship_types).
+relationship_write if {
+	cfg.relationship_types[resource.type]
+	resource.action in {"create", "update", "patch", "delete"}
 }
 
 # related(p) holds when the user has a care relationship with patient p.

@@ -205,3 +205,154 @@ test_no_relationship_offers_break_glass if {
 		d.require_mfa_within_s == 300
 	}
 }
+
+# Types outside clinical_types that belong to a patient (an Appointment
+# shows the clinic, a RelatedPerson the family) need the relationship as
+# clinical data does, for every action, in both phases; without one,
+# break-the-glass is offered. Only resources of no patient (status "none")
+# are exempt.
+test_patient_compartment_types_need_a_care_relationship if {
+	every phase in both_phases {
+		every c in [
+			["physician", read("Appointment")],
+			["physician", search("Appointment")],
+			["physician", {"type": "Appointment", "id": "a1", "action": "vread", "interaction": "vread"}],
+			["nurse", read("RelatedPerson")],
+			["nurse", search("RelatedPerson")],
+			["physician", {"type": "RelatedPerson", "id": "rp1", "action": "history", "interaction": "history-instance"}],
+		] {
+			r := in_phase(phase, of(c[1], ["p2"]))
+			d := decide(as_clinician([c[0]], "Practitioner/pr1", r))
+			d.allow == false
+			d.reasons == ["not on the patient's care team"]
+			d.break_glass == {"allowed": true, "reasons": ["BTG", "ETREAT"]}
+			d.require_mfa_within_s == 300
+
+			# With a relationship, or under a grant, as for clinical data.
+			decide(as_clinician([c[0]], "Practitioner/pr1", in_phase(phase, of(c[1], ["p1"])))).allow
+			decide(object.union(as_clinician([c[0]], "Practitioner/pr1", r), {"relationship": {"p2": {"pcp": true}}})).allow
+			g := decide(object.union(as_clinician([c[0]], "Practitioner/pr1", r), grant("p2", later)))
+			g.allow
+			"break-glass" in g.obligations.tags
+		}
+	}
+
+	# Writes too, for a table that lets a care-team role write them.
+	w := of(write("update", "Appointment"), ["p2"])
+	wd := decide(as_clinician(["physician"], "Practitioner/pr1", w)) with data.chartguard_data.roles.physician.update.Appointment as true
+	wd.reasons == ["not on the patient's care team"]
+	decide(as_clinician(["physician"], "Practitioner/pr1", of(w, ["p1"]))).allow with data.chartguard_data.roles.physician.update.Appointment as true
+
+	# A route is decided the same way.
+	not decide(as_clinician(["physician"], "Practitioner/pr1", object.union(of(read("Appointment"), ["p2"]), {"kind": "route"}))).allow
+
+	# Unknown patients wait for the response phase, which decides each
+	# resource on its own patients.
+	decide(as_clinician(["physician"], "Practitioner/pr1", unknown_search("Appointment"))).allow
+	not decide(as_clinician(["physician"], "Practitioner/pr1", in_phase("response", unknown_search("Appointment")))).allow
+}
+
+# Every type a care-team role reaches beyond clinical_types, and that
+# ChartGuard classifies as belonging to a patient, is bound: Coverage,
+# Account, Claim and ExplanationOfBenefit too, should the table grant them.
+test_care_team_roles_need_a_relationship_for_every_patient_type if {
+	every t in ["Appointment", "RelatedPerson", "Coverage", "Account", "Claim", "ExplanationOfBenefit", "AppointmentResponse"] {
+		x := as_clinician(["nurse"], "Practitioner/pr1", of(read(t), ["p2"]))
+		d := decide(x) with data.chartguard_data.roles.nurse.read as {t: true}
+		d.reasons == ["not on the patient's care team"]
+		decide(object.union(x, {"resource": {"patients": ["p1"]}})).allow with data.chartguard_data.roles.nurse.read as {t: true}
+	}
+}
+
+# Registration and billing are not care-team roles: they keep their access
+# to the patient types of their table without a relationship.
+test_front_office_roles_keep_patient_types_without_a_relationship if {
+	every phase in both_phases {
+		every c in [
+			["registration", read("Appointment")],
+			["registration", search("RelatedPerson")],
+			["registration", read("Coverage")],
+			["registration", write("update", "Appointment")],
+			["registration", write("create", "RelatedPerson")],
+			["billing", read("Coverage")],
+			["billing", search("Account")],
+			["billing", write("update", "Claim")],
+		] {
+			decide(as_clinician([c[0]], "Practitioner/pr1", in_phase(phase, of(c[1], ["p2"])))).allow
+		}
+	}
+}
+
+# The proxy derives care relationships from CareTeam, Encounter (and
+# EpisodeOfCare) and Patient.generalPractitioner. A clinician under a
+# break-the-glass grant alone may not write them: adding themselves to
+# the care team, or opening an encounter, would outlive the grant. Denied
+# with the reason, and no break-the-glass offer, with or without a grant.
+test_grant_does_not_write_relationship_types if {
+	every t in ["CareTeam", "Encounter", "EpisodeOfCare", "Patient"] {
+		every action in ["create", "update", "patch"] {
+			x := as_clinician(["physician"], "Practitioner/pr1", of(write(action, t), ["p2"]))
+			reason := sprintf("%s %s needs a care relationship with the patient; break-the-glass does not open it", [action, t])
+			every y in [x, object.union(x, grant("p2", later))] {
+				d := decide(y)
+				d.allow == false
+				d.reasons == [reason]
+				d.break_glass == {"allowed": false, "reasons": []}
+				d.require_mfa_within_s == 0
+			}
+
+			# With a real relationship the write is allowed, grant or not.
+			decide(as_clinician(["physician"], "Practitioner/pr1", of(write(action, t), ["p1"]))).allow
+			decide(object.union(x, {"relationship": {"p2": {"encounter_days_ago": 2}}})).allow
+			decide(object.union(object.union(x, grant("p2", later)), {"relationship": {"p2": {"care_team": true}}})).allow
+		}
+
+		# Delete, for a table that allows it.
+		del := object.union(as_clinician(["physician"], "Practitioner/pr1", of(write("delete", t), ["p2"])), grant("p2", later))
+		dd := decide(del) with data.chartguard_data.roles.physician.delete as {"*": true}
+		dd.allow == false
+		dd.break_glass.allowed == false
+
+		# The grant still opens reading them.
+		r := as_clinician(["physician"], "Practitioner/pr1", of(read(t), ["p2"]))
+		not decide(r).allow
+		decide(object.union(r, grant("p2", later))).allow
+	}
+
+	# Other clinical writes still open under the grant.
+	decide(object.union(as_clinician(["physician"], "Practitioner/pr1", of(write("create", "Observation"), ["p2"])), grant("p2", later))).allow
+
+	# Relationship types come from the data.
+	enc := object.union(as_clinician(["physician"], "Practitioner/pr1", of(write("create", "Encounter"), ["p2"])), grant("p2", later))
+	decide(enc).allow with data.chartguard_data.relationship_types as {"CareTeam": true}
+}
+
+# A sensitive record with a real relationship: the grant is for the
+# sensitivity, so break-the-glass is still offered, and opens the write.
+test_relationship_write_of_a_sensitive_record_offers_break_glass if {
+	x := as_clinician(["physician"], "Practitioner/pr1", of(object.union(write("update", "Encounter"), {"labels": ["R"]}), ["p1"]))
+	d := decide(x)
+	d.allow == false
+	d.reasons == ["restricted record"]
+	d.break_glass.allowed
+	decide(object.union(x, grant("p1", later))).allow
+}
+
+# Roles that write these types by design, without a care relationship,
+# keep doing so: registration opens encounters and registers patients.
+test_roles_outside_care_teams_write_relationship_types if {
+	decide(as_clinician(["registration"], "Practitioner/pr1", of(write("create", "Encounter"), ["p2"]))).allow
+	decide(as_clinician(["registration"], "Practitioner/pr1", of(write("update", "Patient"), ["p2"]))).allow
+	decide(as_clinician(["registration"], "Practitioner/pr1", {"type": "Patient", "action": "create", "interaction": "create", "patient_status": "unknown", "patients": []})).allow
+}
+
+# Without the relationship, the reason a grant cannot lift comes first,
+# whatever the label.
+test_relationship_write_reason_comes_before_sensitivity if {
+	every labels in [["V"], ["R"], ["PSY"]] {
+		x := as_clinician(["physician"], "Practitioner/pr1", of(object.union(write("update", "CareTeam"), {"labels": labels}), ["p2"]))
+		d := decide(x)
+		d.reasons == ["update CareTeam needs a care relationship with the patient; break-the-glass does not open it"]
+		d.break_glass.allowed == false
+	}
+}

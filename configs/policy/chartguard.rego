@@ -27,9 +27,11 @@
 #	    delete, operation, export) -> resource types; "*" stands for every
 #	    clinical type; under "operation" the keys are operation names.
 #	"clinical_types", "self_only_roles", "care_team_roles",
-#	"care_teams" ({fhir_user: {patient: true}}), "encounter_window_days",
-#	"restricted_labels", "very_restricted_labels", "sensitive_labels",
-#	"vip_patients", "employee_patients", "staff_patient_links" ({fhir_user:
+#	"relationship_types", "care_teams" ({fhir_user: {patient: true}}),
+#	"encounter_window_days", "restricted_labels",
+#	"very_restricted_labels", "sensitive_labels",
+#	"psychotherapy_note_labels", "vip_patients", "employee_patients",
+#	"staff_patient_links" ({fhir_user:
 #	{patient: true}}, a staff member's own and relatives' records),
 #	"sensitivity_exempt_types",
 #	"break_glass_roles" ({role: {reason code: true}}),
@@ -283,7 +285,8 @@ fast_patient := patient if {
 #   - a care-team role the table lets take the action, without a care
 #     relationship with the patient: the reason, and the offer of
 #     break-the-glass with the role's reason codes (a role that may not
-#     break glass goes the general way);
+#     break glass, a delete and a write to a relationship type, which
+#     break-the-glass does not open, go the general way);
 #   - a role the table does not let take the action on the type.
 fast_denial := {
 	"allow": false,
@@ -303,9 +306,10 @@ fast_denial := {
 	cfg.care_team_roles[role]
 	role != "patient"
 	not cfg.self_only_roles[role]
-	resource.action in {"read", "vread", "search", "history", "create", "update", "patch", "delete"}
+	resource.action in {"read", "vread", "search", "history", "create", "update", "patch"}
 	patient := fast_patient
 	not related(patient)
+	not relationship_write
 	codes := sort(object.keys(cfg.break_glass_roles[role]))
 	codes != []
 } else := {

@@ -82,13 +82,13 @@ test_unknown_patient_search_needs_a_role_that_may_search_the_type if {
 test_unknown_patient_history_passes_the_request_phase if {
 	res := {"type": "Observation", "action": "history", "interaction": "history-type", "patient_status": "unknown", "patients": []}
 	allowed(["physician"], res)
-	denied_because(["nurse"], res, "role nurse may not read the history of Observation")
+	denied_because(["registration"], res, "role registration may not read the history of Observation")
 }
 
 test_history_of_one_resource_is_not_a_search if {
 	res := {"type": "Observation", "id": "o1", "action": "history", "interaction": "history-instance", "patient_status": "unknown", "patients": []}
 	allowed(["physician"], res)
-	denied_because(["nurse"], res, "role nurse may not read the history of Observation")
+	denied_because(["registration"], res, "role registration may not read the history of Observation")
 	d := decide(mk(["physician"], res)) with data.chartguard_data.search_requires_patient as true
 	d.allow
 }
@@ -189,9 +189,50 @@ test_creating_a_patient_names_no_patient if {
 	denied_because(["registration"], object.union(res, {"action": "update", "interaction": "update", "id": "p1"}), "write must name a patient")
 }
 
-test_write_to_non_clinical_type_without_patient_allowed if {
-	res := {"type": "Coverage", "action": "create", "interaction": "create", "patient_status": "unknown", "patients": []}
-	allowed(["registration"], res)
+# A conditional write (PUT /Claim?identifier=..., a POST with
+# If-None-Exist) names no patient ChartGuard can prove: denied for every
+# type, clinical or not, in the request phase.
+test_conditional_writes_must_name_a_patient_whatever_the_type if {
+	cases := [
+		["billing", "update", "Claim"],
+		["billing", "create", "Claim"],
+		["billing", "update", "Account"],
+		["billing", "create", "Account"],
+		["registration", "update", "Coverage"],
+		["registration", "create", "Coverage"],
+		["registration", "update", "Appointment"],
+		["registration", "update", "RelatedPerson"],
+		["registration", "update", "Encounter"],
+		["pharmacist", "update", "MedicationDispense"],
+	]
+	every c in cases {
+		res := object.union(write(c[1], c[2]), {"patient_status": "unknown", "patients": []})
+		d := decide(mk([c[0]], res))
+		d.allow == false
+		d.reasons == ["write must name a patient"]
+		d.break_glass.allowed == false
+
+		# A route write too.
+		not decide(mk([c[0]], object.union(res, {"kind": "route"}))).allow
+
+		# The same write with its patient proven is decided on it.
+		allowed([c[0]], write(c[1], c[2]))
+	}
+
+	# Whatever a role's table says: patch and delete as well.
+	patch := object.union(write("patch", "Claim"), {"patient_status": "unknown", "patients": []})
+	denied_because(["billing"], patch, "write must name a patient") with data.chartguard_data.roles.billing.patch as {"Claim": true}
+	del := object.union(write("delete", "Claim"), {"patient_status": "unknown", "patients": []})
+	denied_because(["billing"], del, "write must name a patient") with data.chartguard_data.roles.billing.delete as {"Claim": true}
+}
+
+test_write_to_a_type_without_patient_data_allowed if {
+	# A type ChartGuard classifies as holding no patient data
+	# (patient_status "none") names no patient by nature.
+	res := {"type": "Location", "id": "l1", "action": "update", "interaction": "update", "patient_status": "none", "patients": []}
+	allowed(["registration"], res) with data.chartguard_data.roles.registration.update.Location as true
+	allowed(["physician"], res) with data.chartguard_data.roles.physician.update.Location as true
+	denied_because(["registration"], object.union(res, {"patient_status": "unknown"}), "write must name a patient") with data.chartguard_data.roles.registration.update.Location as true
 }
 
 # ------------------------------------------------------------- operations

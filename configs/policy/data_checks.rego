@@ -6,10 +6,11 @@
 # Security: the rules read the data with lookups (cfg.roles[role][action]
 # [type], cfg.self_only_roles[role], cfg.vip_patients[p], ...). In another
 # shape, such as a list where an object belongs, every lookup fails; for
-# self_only_roles, clinical_types, care_team_roles, the label sets and the
-# VIP and employee lists a failing lookup widens access (a self-only role
-# is treated as an ordinary one, a clinician needs no care relationship, a
-# label or a VIP restricts nothing). Threat: an operator keeps a data.json
+# self_only_roles, clinical_types, care_team_roles, relationship_types,
+# the label sets and the VIP and employee lists a failing lookup widens
+# access (a self-only role is treated as an ordinary one, a clinician
+# needs no care relationship or writes one under break-the-glass, a label
+# or a VIP restricts nothing). Threat: an operator keeps a data.json
 # of an old shape, or types a list by hand. Choice: refuse to load it,
 # naming what is wrong. The sets whose absence would widen access must be
 # present (an empty object is a deliberate choice; a missing key is an old
@@ -21,15 +22,17 @@ import data.chartguard_data as cfg
 # lookup_sets are the lists of names, each an object of true values.
 lookup_sets := [
 	"clinical_types", "self_only_roles", "care_team_roles",
-	"restricted_labels", "very_restricted_labels", "sensitive_labels",
-	"vip_patients", "employee_patients", "sensitivity_exempt_types",
-	"export_purposes", "redact_exempt_roles",
+	"relationship_types", "restricted_labels", "very_restricted_labels",
+	"sensitive_labels", "psychotherapy_note_labels", "vip_patients",
+	"employee_patients", "sensitivity_exempt_types", "export_purposes",
+	"redact_exempt_roles",
 ]
 
 # required_sets widen access when missing.
 required_sets := [
-	"care_team_roles", "restricted_labels", "very_restricted_labels",
-	"sensitive_labels", "vip_patients", "employee_patients",
+	"care_team_roles", "relationship_types", "restricted_labels",
+	"very_restricted_labels", "sensitive_labels",
+	"psychotherapy_note_labels", "vip_patients", "employee_patients",
 ]
 
 # counts are the settings that are whole numbers of at least 0 (days,

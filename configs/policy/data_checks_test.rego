@@ -5,8 +5,9 @@ import data.chartguard
 
 # required are the keys data.json must have, at their most permissive.
 required := {
-	"care_team_roles": {}, "restricted_labels": {}, "very_restricted_labels": {},
-	"sensitive_labels": {}, "vip_patients": {}, "employee_patients": {},
+	"care_team_roles": {}, "relationship_types": {}, "restricted_labels": {},
+	"very_restricted_labels": {}, "sensitive_labels": {},
+	"psychotherapy_note_labels": {}, "vip_patients": {}, "employee_patients": {},
 }
 
 # errors_with(d) is the load errors of d with the required keys added.
@@ -27,14 +28,28 @@ test_care_team_and_label_sets_are_required if {
 	errs := chartguard.load_errors with data.chartguard_data as {}
 	errs == {
 		"data.chartguard_data.care_team_roles is required",
+		"data.chartguard_data.relationship_types is required",
 		"data.chartguard_data.restricted_labels is required",
 		"data.chartguard_data.very_restricted_labels is required",
 		"data.chartguard_data.sensitive_labels is required",
+		"data.chartguard_data.psychotherapy_note_labels is required",
 		"data.chartguard_data.vip_patients is required",
 		"data.chartguard_data.employee_patients is required",
 	}
 	old := chartguard.load_errors with data.chartguard_data as json.remove(data.chartguard_data, ["very_restricted_labels"])
 	old == {"data.chartguard_data.very_restricted_labels is required"}
+}
+
+# Missing, relationship_types would let a break-the-glass grant write the
+# resources care relationships derive from, and psychotherapy_note_labels
+# would release psychotherapy notes to the patient.
+test_relationship_types_and_psychotherapy_note_labels_are_required if {
+	every key in ["relationship_types", "psychotherapy_note_labels"] {
+		errs := chartguard.load_errors with data.chartguard_data as json.remove(data.chartguard_data, [key])
+		errs == {sprintf("data.chartguard_data.%s is required", [key])}
+		shape := chartguard.load_errors with data.chartguard_data as object.union(data.chartguard_data, {key: ["x"]})
+		shape == {sprintf("data.chartguard_data.%s must be an object", [key])}
+	}
 }
 
 test_data_must_be_an_object if {

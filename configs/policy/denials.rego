@@ -96,8 +96,17 @@ denials contains sprintf("export requires a second factor within the last %d sec
 	not mfa_fresh(export_mfa_within_s)
 }
 
+# A caller that states no purpose of use (a browser session, or a token
+# without one) may not export: "block_export unless role and purpose
+# allow" needs a purpose to allow it.
+denials contains "export requires a stated purpose of use" if {
+	resource.action == "export"
+	no_purpose_of_use
+}
+
 denials contains "export is not permitted for this purpose of use" if {
 	resource.action == "export"
+	not no_purpose_of_use
 	not purpose_allows_export
 }
 
@@ -155,19 +164,30 @@ patients_unnamed if {
 	not resource.phase == "response"
 }
 
-# Writes to clinical data must name their patients: ChartGuard proves them
-# from the body and the current version before it asks. A write it could
-# not prove (a conditional update, say) is denied rather than trusted.
-# Creating a Patient is the exception: the new record belongs to no
-# patient yet.
+# Writes must name their patients: ChartGuard proves them from the body
+# and the current version before it asks. A write it could not prove (a
+# conditional create, update, patch or delete, say) is denied rather than
+# trusted, whatever the type: a Claim, Account, Coverage, Appointment or
+# RelatedPerson belongs to a patient as much as an Observation does.
+# Only a write to a non-clinical type that holds no patient data
+# (patient_status "none", as ChartGuard classifies Practitioner, Location,
+# ...) names no patient by nature. Creating a Patient is the other
+# exception: the new record belongs to no patient yet.
 patients_unnamed if {
 	resource.action in {"create", "update", "patch", "delete"}
 	not names_patients
 	is_data_request
-	bulk_scope
+	write_needs_patient
 	not resource.phase == "response"
 	not new_patient
 }
+
+# write_needs_patient holds for a write to clinical data (or every type),
+# and for a write to any type whose patients ChartGuard could not
+# determine (anything but patient_status "none").
+write_needs_patient if bulk_scope
+
+write_needs_patient if not resource.patient_status == "none"
 
 search_deferred if {
 	resource.phase == "request"

@@ -159,10 +159,11 @@ missing_grants contains reason if {
 
 # missing_grant(role) says why role did not grant the request, naming the
 # first check it failed. The first body gives the second's text for the
-# common actions without building what. A very restricted record is named
-# before the care relationship, the relationship before other
-# sensitivity: with neither, the relationship is what the user most likely
-# lacks.
+# common actions without building what. A write to a relationship type
+# without the relationship, which no grant opens, is named first among
+# the checks a grant could lift; a very restricted record before the care
+# relationship, the relationship before other sensitivity: with neither,
+# the relationship is what the user most likely lacks.
 missing_grant(role) := sprintf("role %s may not %s %s", [role, resource.action, resource.type]) if {
 	not role_permits(role)
 	resource.action in {"read", "vread", "search", "create", "update", "patch", "delete", "export"}
@@ -172,9 +173,15 @@ missing_grant(role) := sprintf("role %s may not %s %s", [role, resource.action, 
 	not role_permits(role)
 } else := sprintf("role %s may only access the caller's own records", [role]) if {
 	self_only(role)
+	not self_ok
+} else := "psychotherapy notes are excluded from a patient's right of access" if {
+	self_only(role)
 	not records_ok(role)
 } else := "staff roles may not open the caller's own or a linked patient's record" if {
 	not records_ok(role)
+} else := sprintf("%s needs a care relationship with the patient; break-the-glass does not open it", [what]) if {
+	not care_ok(role)
+	relationship_write
 } else := "very restricted record" if {
 	very_restricted
 	not sensitivity_ok(role)

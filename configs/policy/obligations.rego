@@ -8,7 +8,8 @@
 #     identity matching and insurance).
 #   - block_export: true unless a role of the caller may export the type
 #     (the "export" action in the role table; him as shipped) and the
-#     token's purpose of use, if it states one, is in export_purposes.
+#     token states a purpose of use in export_purposes (no purpose, no
+#     export).
 #   - max_count: search_max_count on searches and histories (0: no cap).
 #   - require_mfa_within_s: export_mfa_within_s on an allowed export; on a
 #     deny, see deny_mfa_within_s (breakglass.rego).
@@ -61,18 +62,21 @@ may_export(role) if {
 	cfg.roles[role].export[resource.type]
 }
 
-# purpose_allows_export holds when the token states no purpose of use (a
-# browser session) or one in export_purposes.
-# No purpose stated: the key is absent (false, null or another type is a
-# malformed purpose, which allows nothing).
-purpose_allows_export if {
+# purpose_allows_export holds when the token states a purpose of use in
+# export_purposes. No purpose, or an empty one, allows no export (a
+# browser session states none); false, null or another type is a
+# malformed purpose, which allows nothing either.
+purpose_allows_export if cfg.export_purposes[input.token.purpose_of_use]
+
+# no_purpose_of_use holds when the token states no purpose of use: the key
+# is absent or the empty string (false, null and other types are
+# malformed purposes, refused as not permitted).
+no_purpose_of_use if {
 	not input.token.purpose_of_use
 	not input.token.purpose_of_use == false
 }
 
-purpose_allows_export if input.token.purpose_of_use == ""
-
-purpose_allows_export if cfg.export_purposes[input.token.purpose_of_use]
+no_purpose_of_use if input.token.purpose_of_use == ""
 
 max_count := object.get(cfg, "search_max_count", 0) if {
 	resource.action == "search"

@@ -121,3 +121,63 @@ test_self_only_roles_from_data if {
 	d.reasons == ["role nurse may only access the caller's own records"]
 	allowed(["nurse"], read("Observation")) with data.chartguard_data.self_only_roles.nurse as false
 }
+
+# HIPAA 164.524(a)(1)(i): psychotherapy notes are not part of the
+# individual's right of access. The patient role (a portal login or a
+# patient app) is refused PSYTHPN-labelled resources of its own and its
+# linked records, in both phases, with the reason and no break-the-glass.
+test_patient_denied_psychotherapy_notes if {
+	pz := {"roles": ["patient"], "fhir_user": "Patient/pz"}
+	note := {"type": "DocumentReference", "id": "d1", "action": "read", "interaction": "read", "patient_status": "known", "patients": ["pz"], "labels": ["PSYTHPN"]}
+	app := {"token": {"kind": "bearer", "client_id": "app", "scopes": ["patient/*.rs"], "launch_patient": "pz"}}
+	every phase in ["request", "response"] {
+		every x in [
+			object.union(base, {"user": pz, "resource": object.union(note, {"phase": phase})}),
+			object.union(object.union(base, {"user": pz, "resource": object.union(note, {"phase": phase})}), app),
+			as_patient(object.union(note, {"phase": phase, "patients": ["p9"]})),
+			as_patient(object.union(note, {"phase": phase, "patients": ["p10"], "labels": ["PSY", "PSYTHPN"]})),
+			as_patient(object.union(note, {"phase": phase, "patients": ["p9"], "action": "search", "interaction": "search-type"})),
+			as_patient(object.union(note, {"phase": phase, "patients": ["p9"], "type": "Observation"})),
+		] {
+			d := decide(x)
+			d.allow == false
+			d.reasons == ["psychotherapy notes are excluded from a patient's right of access"]
+			d.break_glass == {"allowed": false, "reasons": []}
+			d.require_mfa_within_s == 0
+		}
+	}
+
+	# Under a break-the-glass grant too (the patient role may not break
+	# glass, nor may a table that lets it).
+	g := object.union(as_patient(object.union(note, {"patients": ["p9"]})), grant("p9", later))
+	not decide(g).allow
+	not decide(g).allow with data.chartguard_data.break_glass_roles.patient as {"PATRQT": true}
+
+	# Other sensitive labels of their own records stay open to them.
+	decide(as_patient(object.union(note, {"patients": ["p9"], "labels": ["PSY"]}))).allow
+
+	# Another patient's note: the own-records reason.
+	o := decide(as_patient(object.union(note, {"patients": ["p1"]})))
+	o.reasons == ["role patient may only access the caller's own records"]
+
+	# Whatever sensitive_labels says; and the labels come from the data.
+	not decide(as_patient(object.union(note, {"patients": ["p9"]}))).allow with data.chartguard_data.sensitive_labels as {}
+	decide(as_patient(object.union(note, {"patients": ["p9"]}))).allow with data.chartguard_data.psychotherapy_note_labels as {}
+
+	# Staff see them as any other sensitive record: with a relationship
+	# and a grant.
+	staff := object.union(base, {"user": {"roles": ["physician"], "fhir_user": "Practitioner/pr1"}, "resource": object.union(note, {"patients": ["p1"]})})
+	sd := decide(staff)
+	sd.allow == false
+	sd.break_glass.allowed
+	decide(object.union(staff, grant("p1", later))).allow
+}
+
+# A self-only role from the data is bound the same way.
+test_self_only_roles_denied_psychotherapy_notes if {
+	proxy := {"roles": ["proxy"], "fhir_user": "Patient/p9"}
+	note := {"type": "DocumentReference", "id": "d1", "action": "read", "interaction": "read", "patient_status": "known", "patients": ["p9"], "labels": ["PSYTHPN"]}
+	d := decide(object.union(base, {"user": proxy, "resource": note})) with data.chartguard_data.self_only_roles.proxy as true with data.chartguard_data.roles.proxy as {"read": {"*": true}}
+	d.reasons == ["psychotherapy notes are excluded from a patient's right of access"]
+	decide(object.union(base, {"user": proxy, "resource": object.union(note, {"labels": []})})).allow with data.chartguard_data.self_only_roles.proxy as true with data.chartguard_data.roles.proxy as {"read": {"*": true}}
+}

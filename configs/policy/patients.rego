@@ -11,7 +11,8 @@ import input.user
 #
 #   - a self-only role (data.chartguard_data.self_only_roles, and "patient"
 #     always, so data that forgets it cannot widen a patient's access) only
-#     the caller's own and linked records (self_ok);
+#     the caller's own and linked records (self_ok), and never
+#     psychotherapy notes among them (psychotherapy_note);
 #   - any other role never a record the caller is linked to
 #     (user.patient_links, or a fhir_user that is a Patient).
 #
@@ -31,6 +32,21 @@ records_ok(role) if {
 } else if {
 	self_only(role)
 	self_ok
+	not psychotherapy_note
+}
+
+# psychotherapy_note holds for a resource labelled as psychotherapy notes
+# (data.chartguard_data.psychotherapy_note_labels, PSYTHPN as shipped).
+#
+# Security: HIPAA 164.524(a)(1)(i) excludes psychotherapy notes from an
+# individual's right of access, so a self-only role (a patient, or a
+# patient's app) is refused them on its own and linked records alike,
+# whatever sensitive_labels says, and is offered no break-the-glass (no
+# role grants it: records_ok fails). Staff roles see them as any other
+# sensitive record (labels.rego).
+psychotherapy_note if {
+	some label in resource.labels
+	cfg.psychotherapy_note_labels[label]
 }
 
 # touches_linked holds when a patient of the resource is linked to the

@@ -100,12 +100,78 @@ test_wildcard_covers_clinical_types_only if {
 	denied_because(["nurse"], read("*"), "role nurse may not read *")
 }
 
-# Health information management corrects the record: the only role that may
-# delete (an entered-in-error resource), never create.
+# Health information management corrects the record (update, patch) and
+# exports it for a stated purpose; it never creates, nor deletes (no role
+# deletes as shipped: an entered-in-error resource is corrected, not
+# removed).
 test_him if {
 	allowed(["him"], read("Observation"))
 	allowed(["him"], write("update", "Condition"))
-	allowed(["him"], write("delete", "Observation"))
 	denied_because(["him"], write("create", "Observation"), "role him may not create Observation")
 	denied_because(["him"], read("Claim"), "role him may not read Claim")
+}
+
+test_him_may_not_delete if {
+	every t in ["Observation", "Patient", "DocumentReference"] {
+		d := decide(mk(["him"], write("delete", t)))
+		d.allow == false
+		d.reasons == [sprintf("role him may not delete %s", [t])]
+		d.break_glass.allowed == false
+	}
+}
+
+test_no_role_deletes_as_shipped if {
+	every perms in data.chartguard_data.roles {
+		object.get(perms, "delete", {}) == {}
+	}
+}
+
+# "read also covers vread, history and search" (README): the table grants
+# each of them on exactly the types it grants read on.
+test_read_covers_vread_history_and_search if {
+	every perms in data.chartguard_data.roles {
+		every action in ["vread", "history", "search"] {
+			object.get(perms, action, {}) == object.get(perms, "read", {})
+		}
+	}
+}
+
+# The history of one resource (history-instance) and of a type
+# (history-type) of the types each role reads, in both phases.
+history_instance(t) := {"type": t, "id": "x1", "action": "history", "interaction": "history-instance", "patient_status": "known", "patients": ["p1"]}
+
+history_type(t) := {"type": t, "action": "history", "interaction": "history-type", "patient_status": "known", "patients": ["p1"]}
+
+test_history_follows_read if {
+	cases := [
+		[{"roles": ["nurse"], "fhir_user": "Practitioner/pr7"}, "Observation"],
+		[{"roles": ["nurse"], "fhir_user": "Practitioner/pr7"}, "RelatedPerson"],
+		[{"roles": ["lab"]}, "Observation"],
+		[{"roles": ["lab"]}, "Specimen"],
+		[{"roles": ["pharmacist"]}, "MedicationRequest"],
+		[{"roles": ["registration"]}, "Appointment"],
+		[{"roles": ["registration"]}, "Patient"],
+		[{"roles": ["billing"]}, "Claim"],
+		[{"roles": ["billing"]}, "Encounter"],
+		[{"roles": ["privacy-officer"]}, "AuditEvent"],
+		[{"roles": ["patient"], "fhir_user": "Patient/p1"}, "Claim"],
+		[{"roles": ["patient"], "fhir_user": "Patient/p1"}, "ExplanationOfBenefit"],
+		[{"roles": ["physician"], "fhir_user": "Practitioner/pr1"}, "Appointment"],
+	]
+	every c in cases {
+		every r in [history_instance(c[1]), history_type(c[1])] {
+			every phase in ["request", "response"] {
+				decide(object.union(base, {"user": c[0], "resource": object.union(r, {"phase": phase})})).allow
+			}
+		}
+	}
+
+	# Directory types, which belong to no patient.
+	pract := {"type": "Practitioner", "id": "pr9", "action": "history", "interaction": "history-instance", "patient_status": "none", "patients": []}
+	allowed(["physician"], pract)
+	allowed(["nurse"], pract)
+
+	# A type the role may not read, it may not read the history of.
+	denied_because(["lab"], history_instance("Condition"), "role lab may not read the history of Condition")
+	denied_because(["registration"], history_type("Observation"), "role registration may not read the history of Observation")
 }
