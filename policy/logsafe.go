@@ -13,7 +13,7 @@ import (
 )
 
 // seeCheck points the operator from a log line to the full text.
-const seeCheck = "the reload answer, the audit event and `chartguard policy check` give the details"
+const seeCheck = "details in the audit event (and the reload answer, `chartguard policy check`)"
 
 // LogSafe is err, an error of this package, as the operational log
 // (stderr) may show it.

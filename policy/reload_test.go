@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,6 +121,26 @@ func TestNewManagerRefusesFailingTests(t *testing.T) {
 	require.ErrorIs(t, err, ErrTestsFailed)
 	_, err = Load(t.Context(), Config{Dir: dir}, nil)
 	require.ErrorIs(t, err, ErrTestsFailed)
+}
+
+// TestManagerReloadUnchangedIsCheap: reloading a directory that still
+// holds the serving policy (less its tests) answers unchanged from a
+// parse, without compiling or running the tests again.
+func TestManagerReloadUnchangedIsCheap(t *testing.T) {
+	dir := policyDir(t, map[string]string{"p.rego": allowPolicy("1"), "p_test.rego": passingTest})
+	var logs bytes.Buffer
+	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(logs.String(), `"policy loaded"`))
+
+	r := m.Reload(t.Context(), TriggerAdmin)
+	assert.Equal(t, OutcomeUnchanged, r.Outcome)
+	assert.Equal(t, 1, strings.Count(logs.String(), `"policy loaded"`), "not loaded again")
+
+	writeFile(t, dir, "p.rego", allowPolicy("2"))
+	r = m.Reload(t.Context(), TriggerAdmin)
+	assert.Equal(t, OutcomeLoaded, r.Outcome)
+	assert.Equal(t, 2, strings.Count(logs.String(), `"policy loaded"`))
 }
 
 // TestManagerWatch: a change in the policy directory is picked up without
