@@ -31,6 +31,8 @@ test_sensitive_records_need_break_glass_even_on_the_care_team if {
 			[["R", "V"], "very restricted record"],
 			[["PSY"], "sensitive record (PSY)"],
 			[["HIV", "ETH"], "sensitive record (ETH, HIV)"],
+			[["ETHUD"], "sensitive record (ETHUD)"],
+			[["OPIOIDUD"], "sensitive record (OPIOIDUD)"],
 			[["SDV"], "sensitive record (SDV)"],
 			[["PSYTHPN"], "sensitive record (PSYTHPN)"],
 		] {
