@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -102,9 +103,10 @@ func TestManagerBundle(t *testing.T) {
 	srv.serve(makeBundle(t, "rev-1", map[string]string{"p.rego": allowPolicy("1"), "p_test.rego": passingTest}, key), `"e1"`)
 
 	var rec reloads
+	var logs bytes.Buffer
 	cfg := Config{Dir: "/nonexistent/dir/is/not/read", EvalTimeout: testTimeout,
 		Bundle: BundleConfig{URL: srv.url(), VerificationKeyFile: pubFile}}
-	m, err := NewManager(t.Context(), cfg, nil, rec.notify)
+	m, err := NewManager(t.Context(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)), rec.notify)
 	require.NoError(t, err)
 	assert.Equal(t, "rev-1", m.Revision(), "the revision is the bundle's")
 	in := physicianRead()
@@ -134,6 +136,9 @@ func TestManagerBundle(t *testing.T) {
 			outcome: OutcomeRefused, revision: "rev-1", errText: "test_allows: fail"},
 		{name: "signed, Rego syntax error", body: makeBundle(t, "rev-syntax", map[string]string{"p.rego": "package chartguard\n\ndecision := {\n"}, key),
 			etag: `"e5"`, outcome: OutcomeRefused, revision: "rev-1", errText: "p.rego:"},
+		{name: "signed, a parse error quoting data", body: makeBundle(t, "rev-syntax2",
+			map[string]string{"p.rego": "package chartguard\n\nvips := {\"Patient-MRN-4711\",\n"}, key),
+			etag: `"e5b"`, outcome: OutcomeRefused, revision: "rev-1", errText: "Patient-MRN-4711"},
 		{name: "good signed bundle", body: makeBundle(t, "rev-2", rev2, key),
 			etag: `"e6"`, outcome: OutcomeLoaded, revision: "rev-2"},
 		{name: "the same bundle built again (new ETag)", body: makeBundle(t, "rev-2", rev2, key),
@@ -161,6 +166,8 @@ func TestManagerBundle(t *testing.T) {
 			}
 		})
 	}
+	assert.Contains(t, logs.String(), "p.rego:")
+	assert.NotContains(t, logs.String(), "MRN-4711", "the log names the place, not the text")
 }
 
 // TestManagerBundlePolls: without being asked, the manager picks up a new

@@ -13,7 +13,7 @@ import (
 )
 
 // seeCheck points the operator from a log line to the full text.
-const seeCheck = "details in the audit event (and the reload answer, `chartguard policy check`)"
+const seeCheck = "details: `chartguard policy check` on the policy, or the audit event"
 
 // LogSafe is err, an error of this package, as the operational log
 // (stderr) may show it.
@@ -59,12 +59,52 @@ func LogSafe(err error) string {
 			return err.Error()
 		}
 	}
+	at := ""
+	if where := locations(err); len(where) > 0 {
+		at = " at " + strings.Join(where, ", ")
+	}
 	for _, s := range []error{ErrTestsFailed, ErrShape, ErrRedactPath, ErrEval, errRevisionReused, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, s) {
-			return s.Error() + "; " + seeCheck
+			return s.Error() + at + "; " + seeCheck
 		}
 	}
-	return "policy refused; " + seeCheck
+	return "policy refused" + at + "; " + seeCheck
+}
+
+// locError is an error at a place in the policy (file:line, or a data
+// key path such as "data vip.redact[0]"): the place is safe to log, the
+// error may not be.
+type locError struct {
+	where string
+	err   error
+}
+
+func (e *locError) Error() string { return e.where + ": " + e.err.Error() }
+func (e *locError) Unwrap() error { return e.err }
+
+// locations lists the places of the locErrors in err's tree, at most
+// maxLoadErrors of them.
+func locations(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(err error) {
+		if err == nil || len(out) == maxLoadErrors {
+			return
+		}
+		if le, ok := err.(*locError); ok {
+			out = append(out, le.where)
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }
 
 // contentError marks an error from reading, compiling, testing or

@@ -179,14 +179,14 @@ func staticRedactPaths(modules map[string]*ast.Module, data map[string]any) []re
 			}
 		}
 	}
-	named := map[string]bool{"redact": true} // rules whose values are redaction paths
+	named := map[string]bool{} // rules (full paths) whose values are redaction paths
 	for _, m := range modules {
 		ast.WalkTerms(m, func(t *ast.Term) bool {
 			if obj, ok := t.Value.(ast.Object); ok {
 				if v := obj.Get(ast.StringTerm("redact")); v != nil {
 					addList(v)
-					if name := ruleName(v); name != "" {
-						named[name] = true
+					if path := rulePath(m, v); path != "" {
+						named[path] = true
 					}
 				}
 			}
@@ -195,7 +195,11 @@ func staticRedactPaths(modules map[string]*ast.Module, data map[string]any) []re
 	}
 	for _, m := range modules {
 		for _, r := range m.Rules {
-			if r.Head == nil || !named[ruleName(ast.NewTerm(r.Head.Ref()))] {
+			if r.Head == nil {
+				continue
+			}
+			head := r.Head.Ref()
+			if !named[m.Package.Path.Extend(head.GroundPrefix()).String()] && !isRedactRule(head) {
 				continue
 			}
 			for _, t := range []*ast.Term{r.Head.Key, r.Head.Value} {
@@ -238,23 +242,35 @@ func staticRedactPaths(modules map[string]*ast.Module, data map[string]any) []re
 // redactSite is a redaction path found in a policy, and where.
 type redactSite struct{ path, where string }
 
-// ruleName is the last name of a rule reference (redact_paths,
-// data.chartguard.redact_paths), or "".
-func ruleName(t *ast.Term) string {
+// rulePath is the full path of the rule t names in module m
+// (redact_paths there is data.<package>.redact_paths), or "" when t is not
+// a reference to a rule.
+func rulePath(m *ast.Module, t *ast.Term) string {
 	switch v := t.Value.(type) {
 	case ast.Var:
-		return string(v)
+		return m.Package.Path.Append(ast.StringTerm(string(v))).String()
 	case ast.Ref:
-		switch last := v[len(v)-1].Value.(type) {
-		case ast.Var:
-			if len(v) == 1 {
-				return string(last)
-			}
-		case ast.String:
-			return string(last)
+		if v.HasPrefix(ast.DefaultRootRef) {
+			return v.GroundPrefix().String()
+		}
+		if head, ok := v[0].Value.(ast.Var); ok && head != ast.InputRootDocument.Value {
+			rest := v[1:].GroundPrefix()
+			return m.Package.Path.Append(ast.StringTerm(string(head))).Extend(rest).String()
 		}
 	}
 	return ""
+}
+
+// isRedactRule reports whether a rule's head ref ends in "redact" (redact,
+// obligations.redact): such rules hold redaction paths by name.
+func isRedactRule(head ast.Ref) bool {
+	switch last := head[len(head)-1].Value.(type) {
+	case ast.Var:
+		return len(head) == 1 && last == "redact"
+	case ast.String:
+		return last == "redact"
+	}
+	return false
 }
 
 func locString(l *ast.Location) string {
@@ -270,7 +286,7 @@ func checkStaticRedactPaths(modules map[string]*ast.Module, data map[string]any)
 	var errs []error
 	for _, s := range staticRedactPaths(modules, data) {
 		if _, err := ParseRedactPath(s.path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q: %w", s.where, s.path, err))
+			errs = append(errs, &locError{where: s.where, err: fmt.Errorf("%q: %w", s.path, err)})
 			if len(errs) == maxLoadErrors {
 				break
 			}

@@ -108,6 +108,16 @@ decision := {"allow": true, "obligations": {"redact": ["Patient.identifier[syste
 	assert.Equal(t, []string{"Patient.identifier[system=http://hl7.org/fhir/sid/us-ssn]", "Patient.telecom"}, d.Obligations.Redact)
 }
 
+// TestLoadChecksOnlyTheNamedRedactRule: a rule of the same name in another
+// package is not a redaction rule.
+func TestLoadChecksOnlyTheNamedRedactRule(t *testing.T) {
+	_, err := New(t.Context(), Config{Dir: policyDir(t, map[string]string{
+		"p.rego": "package chartguard\n\ndecision := {\"allow\": true, \"obligations\": {\"redact\": paths}}\n\npaths := [\"Patient.telecom\"]\n",
+		"r.rego": "package routes\n\npaths := [\"/chart/notes\"]\n",
+	})}, nil)
+	require.NoError(t, err)
+}
+
 // TestDecideDeniesComputedBadRedactPath: a path built at evaluation time
 // cannot be checked at load; the decision carrying it denies.
 func TestDecideDeniesComputedBadRedactPath(t *testing.T) {

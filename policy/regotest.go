@@ -149,21 +149,37 @@ var ErrTestsFailed = errors.New("policy tests failed")
 // failedTests returns an error wrapping ErrTestsFailed that lists the
 // tests that failed or errored (at most maxLoadErrors), or nil.
 func failedTests(results []TestResult) error {
-	var failed []string
+	var failed []error
 	for _, r := range results {
 		if r.Outcome == TestFail || r.Outcome == TestError {
-			failed = append(failed, fmt.Sprintf("%s:%d: %s: %s", r.File, r.Line, r.Name, r.Outcome))
+			failed = append(failed, &locError{where: fmt.Sprintf("%s:%d", r.File, r.Line), err: fmt.Errorf("%s: %s", r.Name, r.Outcome)})
 		}
 	}
 	if len(failed) == 0 {
 		return nil
 	}
 	n := len(failed)
+	more := ""
 	if n > maxLoadErrors {
-		failed = append(failed[:maxLoadErrors], fmt.Sprintf("and %d more", n-maxLoadErrors))
+		failed, more = failed[:maxLoadErrors], fmt.Sprintf("; and %d more", n-maxLoadErrors)
 	}
-	return fmt.Errorf("%w (%d of %d): %s", ErrTestsFailed, n, len(results), strings.Join(failed, "; "))
+	return fmt.Errorf("%w (%d of %d): %w%s", ErrTestsFailed, n, len(results), joinErrs(failed), more)
 }
+
+// joinedErrs prints its errors joined by "; " (errors.Join uses lines).
+type joinedErrs []error
+
+func joinErrs(errs []error) error { return joinedErrs(errs) }
+
+func (j joinedErrs) Error() string {
+	msgs := make([]string, len(j))
+	for i, e := range j {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (j joinedErrs) Unwrap() []error { return j }
 
 func testResult(r *tester.Result) TestResult {
 	tr := TestResult{

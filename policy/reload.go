@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
 )
 
 // What started a reload ([Reload.Trigger]).
@@ -195,7 +198,14 @@ func (m *Manager) forgetBundle() {
 // when the server says it has not changed.
 func (m *Manager) loadBundle(ctx context.Context) (*Engine, error) {
 	u, err := m.fetcher.fetch(ctx)
-	if err != nil {
+	var ae ast.Errors
+	var le loader.Errors
+	switch {
+	case errors.As(err, &ae) || errors.As(err, &le):
+		// The bundle arrived but does not parse: its text may quote the
+		// policy and its data (LogSafe gives file:line and codes).
+		return nil, content(fmt.Errorf("%w: %w", errBundleDownload, err))
+	case err != nil:
 		// The error names the URL; its query may carry a token, and the
 		// text reaches the admin's answer and the audit log.
 		return nil, fmt.Errorf("%w: %s", errBundleDownload, redactURLQuery(err.Error(), m.cfg.Bundle.URL))
@@ -276,7 +286,7 @@ func (m *Manager) poll(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
-			m.Reload(ctx, TriggerPoll)
+			m.Reload(context.WithoutCancel(ctx), TriggerPoll) // not cut short by shutdown (see watch)
 		}
 	}
 }

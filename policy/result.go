@@ -214,7 +214,7 @@ func constantDecisions(rules []*ast.Rule) (constants, error) {
 			}
 			d, err := parseDecision(v.Value)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", locString(r.Location), err))
+				errs = append(errs, &locError{where: locString(r.Location), err: err})
 				continue
 			}
 			c[v] = d

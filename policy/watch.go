@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -46,8 +47,20 @@ func (m *Manager) watch(ctx context.Context) error {
 	if err := addTree(w, root); err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
-	parent := filepath.Dir(dir)
-	if err := w.Add(parent); err != nil {
+	// The parents of dir and of where it leads: a change there that names
+	// either (a rename over it, rm and recreate, a swapped link) re-adds
+	// the tree.
+	parents := map[string]bool{}
+	watchParent := func(d string) error {
+		if p := filepath.Dir(d); !parents[p] {
+			if err := w.Add(p); err != nil {
+				return err
+			}
+			parents[p] = true
+		}
+		return nil
+	}
+	if err := errors.Join(watchParent(dir), watchParent(root)); err != nil {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
 
@@ -65,15 +78,15 @@ func (m *Manager) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if filepath.Dir(ev.Name) == parent {
+			if parents[filepath.Dir(ev.Name)] {
 				target, err := resolveDir(dir)
-				if ev.Name != dir && (err != nil || target == root) {
-					continue // a sibling of dir, or the link still leads where it did
+				if ev.Name != dir && ev.Name != root && (err != nil || target == root) {
+					continue // a sibling, or the link still leads where it did
 				}
 				removeTree(w, root)
 				if err == nil {
 					root = target
-					if err := addTree(w, root); err != nil {
+					if err := errors.Join(addTree(w, root), watchParent(root)); err != nil {
 						m.log.Warn("policy directory watch incomplete", "error", err)
 					}
 				}
@@ -140,8 +153,8 @@ func relevant(ev fsnotify.Event) bool {
 	base := filepath.Base(ev.Name)
 	fi, err := os.Lstat(ev.Name)
 	switch {
-	case err != nil: // gone: a removed policy file or directory counts
-		return !strings.HasPrefix(base, ".") && (filepath.Ext(base) == "" || isPolicyFile(base, true))
+	case err != nil: // gone: it may have been a policy file or a directory (team.d)
+		return !strings.HasPrefix(base, ".")
 	case fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0:
 		return true
 	default:

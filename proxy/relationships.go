@@ -302,7 +302,11 @@ func (r *relationships) lookup(ctx context.Context, requestID, user, patient str
 		}
 		rel, err := r.fetch(ctx, requestID, user, patient)
 		if err == nil {
-			r.cache.put(user, patient, rel, r.now().Add(r.cacheFor(rel)))
+			expires := r.now().Add(r.cacheFor(rel))
+			if roles, ok := r.roles.expires(user); ok && roles.Before(expires) {
+				expires = roles // what rel was computed from goes stale first
+			}
+			r.cache.put(user, patient, rel, expires)
 		}
 		return rel, err
 	})

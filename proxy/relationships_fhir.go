@@ -99,13 +99,9 @@ func (r *relationships) onCareTeam(entries []json.RawMessage, user who, patient 
 			continue
 		}
 		for _, pa := range ct.Participant {
-			if !user.names(r.localRef(pa.Member.Reference)) {
-				continue
+			if user.names(r.localRef(pa.Member.Reference)) && pa.Period.current(now) {
+				return true
 			}
-			if end, ok := parseFHIRTime(pa.Period.End); ok && end.Before(now) {
-				continue
-			}
-			return true
 		}
 	}
 	return false
@@ -400,6 +396,23 @@ func transportError(ctx context.Context, err error) error {
 		return errRelTimeout
 	}
 	return fmt.Errorf("%w: transport (%s)", errRelUpstream, class)
+}
+
+// current reports whether now is within p. An open start or end is no
+// bound; one that does not parse is not current (fail closed: a
+// participation or role whose end cannot be read may have ended).
+func (p period) current(now time.Time) bool {
+	if p.End != "" {
+		if end, ok := parseFHIRTime(p.End); !ok || end.Before(now) {
+			return false
+		}
+	}
+	if p.Start != "" {
+		if start, ok := parseFHIRTime(p.Start); !ok || start.After(now) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseFHIRTime parses a FHIR dateTime of any precision (year, month,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -95,7 +96,7 @@ func (r *relationships) rolesOf(entries []json.RawMessage, user string, now time
 			(pr.Active != nil && !*pr.Active) || r.localRef(pr.Practitioner.Reference) != user {
 			continue
 		}
-		if end, ok := parseFHIRTime(pr.Period.End); ok && end.Before(now) {
+		if !pr.Period.current(now) {
 			continue
 		}
 		if ref := "PractitionerRole/" + pr.ID; !slices.Contains(out, ref) && len(out) < relMaxRoles {
@@ -147,6 +148,15 @@ func (c *roleCache) join(user string, now time.Time) (f *roleFlight, first bool)
 	return f, true
 }
 
+// expires is when user's cached roles expire, if there are any: an
+// answer computed without roles does not depend on them.
+func (c *roleCache) expires(user string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[user]
+	return e.expires, ok && len(e.who) > 1
+}
+
 // finish ends f, caching its answer until expires unless it failed.
 func (c *roleCache) finish(user string, f *roleFlight, expires time.Time) {
 	c.mu.Lock()
@@ -168,7 +178,7 @@ type searchStatusError struct {
 }
 
 func (e *searchStatusError) Error() string {
-	return errRelUpstream.Error() + ": " + e.typ + " search answered " + http.StatusText(e.status)
+	return fmt.Sprintf("%s: %s search answered %d", errRelUpstream, e.typ, e.status)
 }
 
 func (e *searchStatusError) Unwrap() error { return errRelUpstream }

@@ -28,6 +28,7 @@ func newPolicy(stdout io.Writer) *cobra.Command {
 // errors (or there is none), 2 when the directory does not load or compile.
 func newPolicyTest(stdout io.Writer) *cobra.Command {
 	var verbose bool
+	var query string
 	cmd := &cobra.Command{
 		Use:   "test DIR",
 		Short: "Run the policy's Rego unit tests (test_* rules) with coverage",
@@ -64,13 +65,14 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 			// The tests compile with the policy; the policy must also
 			// compile alone, as serve loads it (a rule the tests define
 			// is not there).
-			if _, err := policy.New(cmd.Context(), policy.Config{Dir: args[0]}, nil); err != nil {
+			if _, err := policy.New(cmd.Context(), policy.Config{Dir: args[0], Query: query}, nil); err != nil {
 				return usageErr(fmt.Errorf("the tests pass, but the policy without its tests does not load: %w", err))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the output (print()) of passing tests")
+	cmd.Flags().StringVar(&query, "query", policy.DefaultQuery, "the decision rule (policy.query)")
 	return cmd
 }
 
@@ -110,7 +112,12 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 			}
 			if explain {
 				xd, why, err := e.Explain(cmd.Context(), &in)
-				printExplanation(stdout, xd, why, err)
+				if err == nil && xd.Allow != d.Allow {
+					// The decision above ran out of its time or failed; the
+					// traced run, allowed longer, got further.
+					err = fmt.Errorf("the rules below are of a traced evaluation, allowed up to 10s, that decided allow=%t; the decision above is what requests get", xd.Allow)
+				}
+				printExplanation(stdout, d, why, err)
 			}
 			switch {
 			case errors.Is(evalErr, policy.ErrInput):

@@ -80,7 +80,11 @@ func TestPolicyCommands(t *testing.T) {
 		"p.rego":      "package chartguard\n\ndecision := {\"allow\": ok(input.user.sub)}\n",
 		"p_test.rego": "package chartguard\n\nok(s) if s == \"u1\"\n\ntest_u1 if decision.allow with input as {\"user\": {\"sub\": \"u1\"}}\n",
 	})
-	slow := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": true} if {\n\tcount([x | some x in numbers.range(1, 3000000); x % 7 == 0]) > 0\n}\n"})
+	otherQuery := policyFiles(t, map[string]string{
+		"p.rego":      "package myorg\n\ndecision := {\"allow\": true}\n",
+		"p_test.rego": "package myorg\n\ntest_allow if decision.allow\n",
+	})
+	slow := policyFiles(t, map[string]string{"p.rego": "package chartguard\n\ndecision := {\"allow\": true} if {\n\tcount([x | some x in numbers.range(1, 50000); x % 7 == 0]) > 0\n}\n"})
 	careTeam := policyFiles(t, map[string]string{"p.rego": careTeamRego})
 	inputs := policyFiles(t, map[string]string{
 		"u1.json":      inputU1,
@@ -129,6 +133,10 @@ func TestPolicyCommands(t *testing.T) {
 			stdout: []string{`"allow": true`, `"revision": "`, `"reasons": []`}, without: []string{"why", "null"}},
 		{name: "eval past the timeout", args: []string{"policy", "eval", "-d", slow, "--input", in("u1.json"), "--eval-timeout", "1ms"}, code: 1,
 			stdout: []string{`"allow": false`, `"policy evaluation timed out"`}, stderr: []string{"policy.eval_timeout 1ms"}},
+		{name: "eval past the timeout, explained", args: []string{"policy", "eval", "-d", slow, "--input", in("u1.json"), "--eval-timeout", "1ms", "--explain"}, code: 1,
+			stdout: []string{`"allow": false`, "why denied", "decided allow=true; the decision above is what requests get"}},
+		{name: "test with another query", args: []string{"policy", "test", otherQuery, "--query", "data.myorg.decision"}, code: 0,
+			stdout: []string{"1 passed"}},
 		{name: "eval null input", args: []string{"policy", "eval", "-d", good, "--input", in("null.json")}, code: 2, stderr: []string{"null"}},
 		{name: "eval input with a byte order mark", args: []string{"policy", "eval", "-d", good, "--input", in("bom.json")}, code: 0,
 			stdout: []string{`"allow": true`}},
