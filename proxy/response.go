@@ -99,7 +99,11 @@ func (p *Proxy) checkResponse(ctx context.Context, resp *http.Response, x *excha
 		// Whatever its status (a gateway's HTML error page included).
 		return p.uncheckableProblem(x, uncheckable("it is not FHIR JSON"))
 	}
-	decide := p.responseDecider(ctx, x)
+	current, err := p.currentLabels(ctx, x)
+	if err != nil {
+		return p.uncheckableProblem(x, err)
+	}
+	decide := p.responseDecider(ctx, x, current)
 	opts := fhirscan.Options{Bases: p.classifier.bases, Rewrite: p.publicFHIRURL,
 		KeepPositions: x.batch != nil} // a batch-response's entries answer the request's, in order
 	p.prefetchRelationships(ctx, x, body, opts)
@@ -234,9 +238,10 @@ func isFHIRJSON(contentType string) bool {
 // the request's user, token, request and action. A denial or a policy
 // error withholds the resource; the first denial is kept for the audit
 // event and the 403.
-func (p *Proxy) responseDecider(ctx context.Context, x *exchange) fhirscan.Decide {
+func (p *Proxy) responseDecider(ctx context.Context, x *exchange, current []string) fhirscan.Decide {
 	in := p.input(x)
 	action, interaction, operation := x.resource.Action, x.resource.Interaction, x.resource.Operation
+	typ, id := x.resource.Type, x.resource.ID
 	if x.batch != nil {
 		// A batch-response discloses each entry's resource as a read would;
 		// the entries' own actions were decided in the request phase.
@@ -245,7 +250,8 @@ func (p *Proxy) responseDecider(ctx context.Context, x *exchange) fhirscan.Decid
 	return func(r fhirscan.Resource) (bool, error) {
 		in.Resource = chartguard.Resource{Kind: chartguard.KindFHIR, Phase: chartguard.PhaseResponse,
 			Type: r.Type, ID: r.ID, Patients: r.Patients, PatientStatus: r.PatientStatus,
-			Action: action, Interaction: interaction, Operation: operation, Labels: r.Labels}
+			Action: action, Interaction: interaction, Operation: operation,
+			Labels: withCurrent(r.Labels, current, r.Type, r.ID, typ, id)}
 		dec := p.decide(ctx, x, &in)
 		if !dec.Allow {
 			if !x.responseDenied {
