@@ -78,6 +78,10 @@ func (p *Proxy) adminAuth(next http.Handler) http.Handler {
 		got := sha256.Sum256([]byte(tok))
 		if p.cfg.adminToken == "" || !strings.EqualFold(scheme, "Bearer") ||
 			subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			// Someone guessing the token shows here: counted and logged
+			// (never the token, nor the path).
+			p.metrics.adminRefused.Inc()
+			p.log.Warn("admin request refused: missing or wrong admin token", "method", r.Method)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chartguard-admin"`)
 			writeText(w, http.StatusUnauthorized, "unauthorized\n")
 			return

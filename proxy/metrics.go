@@ -21,6 +21,7 @@ type metrics struct {
 	panics           prometheus.Counter
 	responseRefused  prometheus.Counter
 	entriesWithheld  prometheus.Counter
+	adminRefused     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,9 +61,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chartguard_response_resources_withheld_total",
 			Help: "Resources the response check withheld (Bundle entries dropped, single resources denied).",
 		}),
+		adminRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chartguard_admin_unauthorized_total",
+			Help: "Admin API requests refused (401) for a missing or wrong admin token.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.policyDuration,
-		m.policyErrors, m.upstreamErrors, m.rateLimited, m.panics, m.responseRefused, m.entriesWithheld)
+		m.policyErrors, m.upstreamErrors, m.rateLimited, m.panics, m.responseRefused, m.entriesWithheld,
+		m.adminRefused)
 	return m
 }
 

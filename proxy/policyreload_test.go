@@ -108,6 +108,7 @@ func TestPolicyReloadEndpoint(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, code, "the admin token is required")
 	code, _ = postReload(t, admin.URL, adminToken+"x")
 	assert.Equal(t, http.StatusUnauthorized, code)
+	assert.Equal(t, 2.0, testutil.ToFloat64(h.proxy.metrics.adminRefused), "chartguard_admin_unauthorized_total")
 	resp, err := http.Get(admin.URL + "/admin/policy/reload")
 	require.NoError(t, err)
 	resp.Body.Close()
