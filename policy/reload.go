@@ -96,6 +96,13 @@ func NewManager(ctx context.Context, cfg Config, logger *slog.Logger, notify fun
 // the configuration: m.fetcher changes under m.mu.)
 func (m *Manager) bundled() bool { return m.cfg.Bundle.URL != "" }
 
+// Wait returns once no reload is under way: at shutdown, a reload the
+// admin asked for finishes (and is audited) before the audit log closes.
+func (m *Manager) Wait() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+}
+
 // Current returns the engine serving now. It is never nil.
 func (m *Manager) Current() *Engine { return m.cur.Load() }
 

@@ -229,3 +229,24 @@ func TestLogSafe(t *testing.T) {
 	t.Log(err)
 	assert.Equal(t, "policy evaluation failed: eval_conflict_error at p.rego:5", LogSafe(err))
 }
+
+// TestManagerWaitOutlastsAReload: Wait returns only once the reload under
+// way has finished.
+func TestManagerWaitOutlastsAReload(t *testing.T) {
+	m, err := NewManager(t.Context(), Config{Dir: policyDir(t, map[string]string{"p.rego": allowPolicy("1")}), EvalTimeout: testTimeout}, nil, nil)
+	require.NoError(t, err)
+	m.mu.Lock() // a reload under way
+	done := make(chan struct{})
+	go func() { m.Wait(); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("Wait returned during a reload")
+	case <-time.After(50 * time.Millisecond):
+	}
+	m.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return after the reload")
+	}
+}

@@ -238,6 +238,9 @@ func (p *Proxy) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	for _, s := range servers {
 		_ = s.Shutdown(sctx)
 	}
+	if m := p.policies.Load(); m != nil {
+		m.Wait() // an admin's reload outlasting Shutdown is audited before Close
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
