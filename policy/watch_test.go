@@ -20,10 +20,7 @@ func TestManagerWatch(t *testing.T) {
 	m, err := NewManager(t.Context(), Config{Dir: dir, EvalTimeout: testTimeout}, nil, rec.notify)
 	require.NoError(t, err)
 	first := m.Revision()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runWatch(t, m)
 
 	// waitFor writes the files until the watch reports outcome: the watch
 	// is set up asynchronously, so the first writes may go unseen. Writes
@@ -69,10 +66,7 @@ func TestManagerWatchSymlinkedDir(t *testing.T) {
 	m, err := NewManager(t.Context(), Config{Dir: link, EvalTimeout: testTimeout}, nil, rec.notify)
 	require.NoError(t, err)
 	first := m.Revision()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runWatch(t, m)
 
 	require.Eventually(t, func() bool {
 		writeFile(t, real, "p.rego", allowPolicy("2")) // until the watch is up
@@ -111,10 +105,7 @@ func TestManagerWatchNestedLinks(t *testing.T) {
 	t.Chdir(base)
 	m, err := NewManager(t.Context(), Config{Dir: "policy", EvalTimeout: testTimeout}, nil, nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runWatch(t, m)
 
 	for _, n := range []string{"2", "3"} {
 		want := revisionOf(t, filepath.Join(version(n), "policy"))
@@ -140,10 +131,7 @@ func TestManagerWatchStartsAfterASwap(t *testing.T) {
 	require.NoError(t, os.Remove(link))
 	require.NoError(t, os.Symlink(v2, link))
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runWatch(t, m)
 	want := revisionOf(t, v2)
 	require.Eventually(t, func() bool { return m.Revision() == want }, 15*time.Second, 50*time.Millisecond)
 }
