@@ -135,11 +135,8 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	switch {
 	case m.fetcher != nil:
 		e, err = m.loadBundle(ctx)
-	case old != nil && m.sameDir(old):
-		// unchanged: e stays nil (the watch reloads at its start, and
-		// after edits that leave the policy as it was)
 	default:
-		e, err = Load(ctx, m.cfg, m.log)
+		e, err = m.reloadDir(ctx, old)
 	}
 	switch {
 	case err == nil && e == nil && old == nil:
@@ -169,15 +166,22 @@ func (m *Manager) Reload(ctx context.Context, trigger string) Reload {
 	return r
 }
 
-// sameDir reports whether cfg.Dir holds, less its tests, what old was
-// built from: then there is nothing to load, compile or test again.
-func (m *Manager) sameDir(old *Engine) bool {
-	src, err := loadDir(m.cfg.Dir, false)
-	if err != nil {
-		return false // Load reports it
+// reloadDir loads cfg.Dir as [Load] does, unless it holds, tests aside,
+// what old was built from: then nil, nil (unchanged) after a parse alone,
+// with nothing compiled or tested again (the watch reloads at its start,
+// and after edits that leave the policy as it was).
+func (m *Manager) reloadDir(ctx context.Context, old *Engine) (*Engine, error) {
+	if old == nil {
+		return Load(ctx, m.cfg, m.log)
 	}
-	digest, err := src.revision()
-	return err == nil && digest == old.digest
+	src, err := readDir(m.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if digest, err := src.withoutTests().revision(); err == nil && digest == old.digest {
+		return nil, nil
+	}
+	return loadSource(ctx, m.cfg, src, "", m.cfg.Dir, m.log)
 }
 
 // Reasons a reload refuses a bundle that loaded.
@@ -245,11 +249,20 @@ func Load(ctx context.Context, cfg Config, logger *slog.Logger) (*Engine, error)
 	if cfg.EvalTimeout < 0 {
 		return nil, fmt.Errorf("policy: eval_timeout %s is negative", cfg.EvalTimeout)
 	}
-	src, err := loadDir(cfg.Dir, true)
+	src, err := readDir(cfg.Dir)
 	if err != nil {
-		return nil, content(fmt.Errorf("policy: load %s: %w", cfg.Dir, err))
+		return nil, err
 	}
 	return loadSource(ctx, cfg, src, "", cfg.Dir, logger)
+}
+
+// readDir reads the policy directory, tests included.
+func readDir(dir string) (*source, error) {
+	src, err := loadDir(dir, true)
+	if err != nil {
+		return nil, content(fmt.Errorf("policy: load %s: %w", dir, err))
+	}
+	return src, nil
 }
 
 // loadSource builds an engine from src less its tests, then runs the tests.

@@ -64,11 +64,10 @@ func (m *Manager) watch(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", errWatch, err)
 	}
 
-	var p pending
 	// A change between the load serving now and this watch (an edit, a
 	// swapped link) would go unseen: reload once now. An unchanged
-	// directory costs a parse (Reload's fast path) and is not audited.
-	p.reset(time.Now())
+	// directory costs a parse (reloadDir) and is not audited.
+	p := pending{timer: time.NewTimer(watchDebounce), since: time.Now()}
 	for {
 		select {
 		case <-ctx.Done():
@@ -103,7 +102,7 @@ func (m *Manager) watch(ctx context.Context) error {
 			// An overflow loses events: reload to be sure nothing was missed.
 			m.log.Warn("policy directory watch error; reloading", "error", err)
 			p.reset(time.Now())
-		case <-p.C():
+		case <-p.timer.C:
 			p.done()
 			// Not canceled by shutdown half way: a reload is bounded
 			// (loadTimeout), and one cut short would be refused, logged
@@ -127,23 +126,10 @@ func (p *pending) reset(now time.Time) {
 	if p.since.IsZero() {
 		p.since = now
 	}
-	wait := min(watchDebounce, max(watchMaxWait-now.Sub(p.since), 0))
-	if p.timer == nil {
-		p.timer = time.NewTimer(wait)
-		return
-	}
-	p.timer.Reset(wait)
+	p.timer.Reset(min(watchDebounce, max(watchMaxWait-now.Sub(p.since), 0)))
 }
 
 func (p *pending) done() { p.since = time.Time{} }
-
-// C is the timer's channel, nil (never ready) before the first change.
-func (p *pending) C() <-chan time.Time {
-	if p.timer == nil {
-		return nil
-	}
-	return p.timer.C
-}
 
 // relevant reports whether ev may change what a load reads: a policy or
 // data file, a directory or a link (hidden ones included: ..data), or a
