@@ -19,6 +19,7 @@ import (
 	"github.com/chartguard/chartguard/audit"
 	"github.com/chartguard/chartguard/examples/fhir-demo/devissuer"
 	"github.com/chartguard/chartguard/examples/fhir-demo/fhirserver"
+	"github.com/chartguard/chartguard/internal/heapfloor"
 	"github.com/chartguard/chartguard/proxy"
 )
 
@@ -101,6 +102,7 @@ type Harness struct {
 	proxy      *proxy.Proxy
 	stopProxy  context.CancelFunc
 	proxyDone  chan error
+	stopFloor  func() // the collector's heap floor, as serve sets it
 }
 
 // Start starts the upstream, the issuer, the bare proxy and ChartGuard on
@@ -201,6 +203,10 @@ func (h *Harness) Close() error {
 		errs = append(errs, s.Shutdown(ctx))
 	}
 	h.servers = nil
+	if h.stopFloor != nil {
+		h.stopFloor()
+		h.stopFloor = nil
+	}
 	if h.workDir != "" {
 		errs = append(errs, os.RemoveAll(h.workDir))
 		h.workDir = ""
@@ -244,6 +250,11 @@ func (h *Harness) startChartGuard(ctx context.Context, ln, adminLn net.Listener,
 	if err != nil {
 		closeAll([]net.Listener{ln, adminLn})
 		return fmt.Errorf("bench: chartguard config: %w", err)
+	}
+	// serve sets the collector's heap floor for its process; here the
+	// process is shared, so every target runs under it alike.
+	if stop, ok := heapfloor.Set(cfg.Runtime.MinHeap); ok {
+		h.stopFloor = stop
 	}
 	var p *proxy.Proxy
 	pprof.Do(ctx, pprof.Labels(LabelKey, CompChartGuard), func(ctx context.Context) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chartguard/chartguard/audit"
 	"github.com/chartguard/chartguard/authn"
+	"github.com/chartguard/chartguard/internal/heapfloor"
 	"github.com/chartguard/chartguard/policy"
 	"github.com/chartguard/chartguard/session"
 )
@@ -38,6 +39,7 @@ type Config struct {
 	Audit          AuditConfig           `yaml:"audit"`
 	Session        SessionConfig         `yaml:"session"`
 	Assertion      authn.AssertionConfig `yaml:"assertion"`
+	Runtime        RuntimeConfig         `yaml:"runtime"`
 
 	// Derived by LoadConfig; never read from YAML.
 	adminToken     string
@@ -105,6 +107,15 @@ type UpstreamAuthConfig struct {
 	Scopes           []string `yaml:"scopes"`
 }
 
+// RuntimeConfig is the process's own setting of Go's runtime, which serve
+// applies (package heapfloor).
+type RuntimeConfig struct {
+	// MinHeap is a floor under the garbage collector's heap goal: the heap
+	// may grow to it before a collection while little is live. 0 leaves
+	// the collector to Go's defaults; GOGC in the environment overrides it.
+	MinHeap int64 `yaml:"min_heap"`
+}
+
 // CORSConfig lists browser origins allowed to call the API.
 type CORSConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
@@ -157,6 +168,7 @@ func defaults() Config {
 		Upstream: UpstreamConfig{FHIRBase: "/fhir", Timeout: 30 * time.Second, Auth: UpstreamAuthConfig{Mode: "none"}},
 		CORS:     CORSConfig{AllowedHeaders: []string{"Authorization", "Content-Type"}},
 		Audit:    AuditConfig{AggregateInterval: 10 * time.Second},
+		Runtime:  RuntimeConfig{MinHeap: heapfloor.Default},
 	}
 	c.Audit.Durable, c.Audit.FailClosed = true, true
 	c.OIDC.SetDefaults()
@@ -254,6 +266,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxFilterBody <= 0 {
 		add(errors.New("limits.max_filter_body: must be positive, e.g. 8MiB (responses above it are refused, never passed unchecked)"))
+	}
+	if c.Runtime.MinHeap < 0 {
+		add(errors.New("runtime.min_heap: must be a size such as 64MiB, or 0 to leave the collector to Go's defaults"))
 	}
 	if c.Audit.AggregateInterval <= 0 {
 		add(errors.New("audit.aggregate_interval: must be positive, e.g. 10s"))

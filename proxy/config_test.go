@@ -49,6 +49,7 @@ func TestSafeDefaults(t *testing.T) {
 	assert.Equal(t, 50*time.Millisecond, cfg.Policy.EvalTimeout)
 	assert.Equal(t, 60*time.Second, cfg.OIDC.ClockSkew)
 	assert.Equal(t, []string{"RS256", "ES256", "PS256"}, cfg.OIDC.SigningAlgs)
+	assert.Equal(t, int64(64<<20), cfg.Runtime.MinHeap)
 }
 
 func TestExplicitOverridesDefaults(t *testing.T) {
@@ -56,8 +57,10 @@ func TestExplicitOverridesDefaults(t *testing.T) {
 limits: {max_body: 2MiB, max_header_bytes: 1KB, unauthenticated_rps: 0.5}
 tls: {min_version: "1.3"}
 trusted_proxies: [10.0.0.0/8, 192.168.1.1]
+runtime: {min_heap: 0}
 `), noEnv)
 	require.NoError(t, err)
+	assert.Zero(t, cfg.Runtime.MinHeap, "0 turns the heap floor off")
 	assert.Equal(t, int64(2<<20), cfg.Limits.MaxBody)
 	assert.Equal(t, int64(1000), cfg.Limits.MaxHeaderBytes)
 	assert.InDelta(t, 0.5, cfg.Limits.UnauthenticatedRPS, 1e-9)
@@ -81,6 +84,7 @@ func TestConfigErrorsNameKeyAndFix(t *testing.T) {
 		{"quoted bool", withUpstream("upstream: {url: 'http://x', pass_authorization: 'true'}"), []string{"upstream.pass_authorization", "want true or false"}},
 		{"wrong type duration", withUpstream("upstream: {url: 'http://x', timeout: 30}"), []string{"upstream.timeout", "a duration such as 30s"}},
 		{"wrong type size", minimalYAML + "limits: {max_body: big}\n", []string{"limits.max_body", "KiB"}},
+		{"negative heap floor", minimalYAML + "runtime: {min_heap: -1}\n", []string{"runtime.min_heap", "KiB"}},
 		{"list expected", minimalYAML + "trusted_proxies: 10.0.0.0/8\n", []string{"trusted_proxies", "want a list"}},
 		{"bad CIDR", minimalYAML + "trusted_proxies: [everyone]\n", []string{"trusted_proxies[0]", "not a CIDR"}},
 		{"not supported yet", minimalYAML + "session: {max_sessions: 3}\n", []string{"session.max_sessions: line 7: not supported yet (concurrent-session limits)"}},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chartguard/chartguard/internal/heapfloor"
 	"github.com/chartguard/chartguard/policy"
 	"github.com/chartguard/chartguard/proxy"
 )
@@ -89,6 +90,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 				return usageErr(err)
 			}
 			logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			setHeapFloor(logger, cfg.Runtime.MinHeap)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			p, err := proxy.New(ctx, cfg, logger)
@@ -122,6 +124,17 @@ func newServe(stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringVarP(&file, "config", "c", "", "config file (YAML)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// setHeapFloor applies runtime.min_heap for the life of the process
+// (package heapfloor), unless the operator set GOGC.
+func setHeapFloor(logger *slog.Logger, floor int64) {
+	switch _, installed := heapfloor.Set(floor); {
+	case installed:
+		logger.Info("garbage collector heap floor set", "min_heap_bytes", floor)
+	case floor > 0:
+		logger.Info("GOGC is set in the environment; runtime.min_heap not applied", "gogc", os.Getenv("GOGC"))
+	}
 }
 
 func newConfig(stdout io.Writer) *cobra.Command {

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -101,6 +105,7 @@ func TestServeBinary(t *testing.T) {
 	good = bytes.Replace(good, []byte(`listen: "127.0.0.1:0", token_file`), []byte(`listen: "`+admin+`", token_file`), 1)
 	require.NoError(t, os.WriteFile(cfg, good, 0o600))
 	srv := exec.Command(bin, "serve", "-c", cfg)
+	srv.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOGC=") })
 	var logs bytes.Buffer
 	srv.Stderr = &logs
 	require.NoError(t, srv.Start())
@@ -120,9 +125,37 @@ func TestServeBinary(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// runtime.min_heap (default 64 MiB): serve raised GOGC above Go's 100,
+	// as its own metrics show, and said so in the log.
+	assert.Greater(t, scrapeGauge(t, admin, "go_gc_gogc_percent"), 100.0)
 	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, srv.Wait(), "clean exit on SIGTERM; logs:\n%s", logs.String())
 	assert.Contains(t, logs.String(), `"msg":"serving"`, "operational logs are slog JSON on stderr")
+	assert.Contains(t, logs.String(), `"msg":"garbage collector heap floor set","min_heap_bytes":67108864`)
+}
+
+// scrapeGauge reads one unlabelled sample from the admin listener's
+// /metrics (setupDirs' admin token).
+func scrapeGauge(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+admin+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	t.Fatalf("%s not in /metrics", name)
+	return 0
 }
 
 func freePort(t *testing.T) string {
