@@ -176,7 +176,7 @@ type upstreamLog struct {
 	reqs []upstreamRequest
 }
 
-type upstreamRequest struct{ Method, Path, IfMatch string }
+type upstreamRequest struct{ Method, Path, Query, IfMatch string }
 
 func (u *upstreamLog) front(t *testing.T, target string) string {
 	t.Helper()
@@ -188,7 +188,7 @@ func (u *upstreamLog) front(t *testing.T, target string) string {
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
-		u.reqs = append(u.reqs, upstreamRequest{r.Method, r.URL.Path, r.Header.Get("If-Match")})
+		u.reqs = append(u.reqs, upstreamRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("If-Match")})
 		u.mu.Unlock()
 		rp.ServeHTTP(w, r)
 	}))

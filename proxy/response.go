@@ -99,13 +99,13 @@ func (p *Proxy) checkResponse(ctx context.Context, resp *http.Response, x *excha
 		// Whatever its status (a gateway's HTML error page included).
 		return p.uncheckableProblem(x, uncheckable("it is not FHIR JSON"))
 	}
-	current, err := p.currentLabels(ctx, x)
+	opts := fhirscan.Options{Bases: p.classifier.bases, Rewrite: p.publicFHIRURL,
+		KeepPositions: x.batch != nil} // a batch-response's entries answer the request's, in order
+	current, err := p.currentLabels(ctx, x, body, opts)
 	if err != nil {
 		return p.uncheckableProblem(x, err)
 	}
 	decide := p.responseDecider(ctx, x, current)
-	opts := fhirscan.Options{Bases: p.classifier.bases, Rewrite: p.publicFHIRURL,
-		KeepPositions: x.batch != nil} // a batch-response's entries answer the request's, in order
 	p.prefetchRelationships(ctx, x, body, opts)
 	res, err := fhirscan.Filter(body, opts, decide)
 	p.metrics.entriesWithheld.Add(float64(res.Denied))
@@ -238,10 +238,9 @@ func isFHIRJSON(contentType string) bool {
 // the request's user, token, request and action. A denial or a policy
 // error withholds the resource; the first denial is kept for the audit
 // event and the 403.
-func (p *Proxy) responseDecider(ctx context.Context, x *exchange, current []string) fhirscan.Decide {
+func (p *Proxy) responseDecider(ctx context.Context, x *exchange, current currentVersions) fhirscan.Decide {
 	in := p.input(x)
 	action, interaction, operation := x.resource.Action, x.resource.Interaction, x.resource.Operation
-	typ, id := x.resource.Type, x.resource.ID
 	if x.batch != nil {
 		// A batch-response discloses each entry's resource as a read would;
 		// the entries' own actions were decided in the request phase.
@@ -251,7 +250,7 @@ func (p *Proxy) responseDecider(ctx context.Context, x *exchange, current []stri
 		in.Resource = chartguard.Resource{Kind: chartguard.KindFHIR, Phase: chartguard.PhaseResponse,
 			Type: r.Type, ID: r.ID, Patients: r.Patients, PatientStatus: r.PatientStatus,
 			Action: action, Interaction: interaction, Operation: operation,
-			Labels: withCurrent(r.Labels, current, r.Type, r.ID, typ, id)}
+			Labels: current.labels(r.Labels, r.Type, r.ID)}
 		dec := p.decide(ctx, x, &in)
 		if !dec.Allow {
 			if !x.responseDenied {

@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/chartguard/chartguard/chartguard"
 	"github.com/chartguard/chartguard/proxy/internal/fhirscan"
@@ -12,71 +15,179 @@ import (
 
 // Versions and the labels of the current one. FHIR security labels are
 // per version: a record labelled restricted (or PSY) today may have
-// versions from before the label. A vread or an instance's history is
-// therefore decided with the labels of the resource's current version as
-// well as each version's own, so a label added later protects what came
-// before it.
+// versions from before the label. Every version a response discloses — a
+// vread, and the entries of an instance's, a type's or the system's
+// history — is therefore decided with the labels of its resource's
+// current version as well as its own, so a label added later protects
+// what came before it.
 //
-// Accepted risk: history-type and history-system responses are decided on
-// each version's own labels; covering them would take a read per resource
-// in the response.
+// The current versions are read from the EMR as ChartGuard's service
+// identity: one read for a vread or an instance's history; for a type's
+// or the system's history, one search by _id per type (at most
+// idsPerSearch ids each), and a read of each resource the search did not
+// return, to tell one that is gone (404, 410: its versions keep their own
+// labels) from one the search left out (at most maxGoneReads a response).
+// Any other failure refuses the response as uncheckable (fail closed).
 
-// currentLabels returns the labels of x's resource as it is now, for a
-// vread or an instance's history (nil for anything else), read from the
-// EMR as ChartGuard's service identity. A resource that is gone (404,
-// 410) has none. Any other failure is an error, and the response is then
-// refused as uncheckable (fail closed).
-func (p *Proxy) currentLabels(ctx context.Context, x *exchange) ([]string, error) {
+const (
+	idsPerSearch = 50 // ids in one _id search (URL length)
+	maxGoneReads = 16 // resources of one history read one by one
+)
+
+// currentVersions maps "Type/id" to the labels of the resource's current
+// version; a resource that is gone is absent.
+type currentVersions map[string][]string
+
+// currentLabels returns the current labels of the resources whose
+// versions body (the EMR's answer to x) discloses: nil unless x is a
+// vread or a history.
+func (p *Proxy) currentLabels(ctx context.Context, x *exchange, body []byte, opts fhirscan.Options) (currentVersions, error) {
 	r := x.resource
-	if r.Kind != chartguard.KindFHIR || (r.Interaction != iVread && r.Interaction != iHistoryInstance) ||
-		r.Type == "" || r.ID == "" {
+	if r.Kind != chartguard.KindFHIR {
 		return nil, nil
 	}
-	u := p.cfg.upstreamURL.String() + p.cfg.Upstream.FHIRBase + "/" + url.PathEscape(r.Type) + "/" + url.PathEscape(r.ID)
+	switch r.Interaction {
+	case iVread, iHistoryInstance:
+		if r.Type == "" || r.ID == "" {
+			return nil, nil
+		}
+		return p.readCurrent(ctx, x, opts, currentVersions{}, r.Type, r.ID)
+	case iHistoryType, iHistorySystem:
+		byType, err := versionsIn(body, opts)
+		if err != nil {
+			return nil, err
+		}
+		cur := currentVersions{}
+		for _, typ := range slices.Sorted(maps.Keys(byType)) {
+			if err := p.searchCurrent(ctx, x, opts, cur, typ, byType[typ]); err != nil {
+				return nil, err
+			}
+		}
+		return cur, nil
+	}
+	return nil, nil
+}
+
+// versionsIn returns the ids of the resources in a history, by type.
+func versionsIn(body []byte, opts fhirscan.Options) (map[string][]string, error) {
+	opts.Rewrite = nil
+	byType := map[string][]string{}
+	var bad bool
+	// A malformed body is refused by the check that follows.
+	_, _ = fhirscan.Filter(body, opts, func(res fhirscan.Resource) (bool, error) {
+		if !isType(res.Type) || !isID(res.ID) {
+			bad = true
+		} else if !slices.Contains(byType[res.Type], res.ID) {
+			byType[res.Type] = append(byType[res.Type], res.ID)
+		}
+		return true, nil
+	})
+	if bad {
+		return nil, uncheckable("a version in the history has no resource type or id")
+	}
+	return byType, nil
+}
+
+// searchCurrent adds the current versions of the resources ids of typ to
+// cur.
+func (p *Proxy) searchCurrent(ctx context.Context, x *exchange, opts fhirscan.Options, cur currentVersions, typ string, ids []string) error {
+	gone := 0
+	for chunk := range slices.Chunk(ids, idsPerSearch) {
+		q := url.Values{"_id": {strings.Join(chunk, ",")}, "_count": {strconv.Itoa(len(chunk))}}
+		body, status, err := p.getCurrent(ctx, x, "/"+url.PathEscape(typ)+"?"+q.Encode())
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return uncheckable("the current versions could not be searched (status %d)", status)
+		}
+		if err := scanCurrent(body, opts, cur, typ, chunk); err != nil {
+			return err
+		}
+		for _, id := range chunk {
+			if _, ok := cur[typ+"/"+id]; ok {
+				continue
+			}
+			if gone++; gone > maxGoneReads {
+				return uncheckable("too many resources in the history are missing from the EMR's search to check")
+			}
+			if _, err := p.readCurrent(ctx, x, opts, cur, typ, id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readCurrent adds the current version of typ/id to cur (nothing when it
+// is gone) and returns cur.
+func (p *Proxy) readCurrent(ctx context.Context, x *exchange, opts fhirscan.Options, cur currentVersions, typ, id string) (currentVersions, error) {
+	body, status, err := p.getCurrent(ctx, x, "/"+url.PathEscape(typ)+"/"+url.PathEscape(id))
+	switch {
+	case err != nil:
+		return nil, err
+	case status == http.StatusNotFound || status == http.StatusGone:
+		return cur, nil
+	case status != http.StatusOK:
+		return nil, uncheckable("the current version could not be read (status %d)", status)
+	}
+	if err := scanCurrent(body, opts, cur, typ, []string{id}); err != nil {
+		return nil, err
+	}
+	if _, ok := cur[typ+"/"+id]; !ok {
+		return nil, uncheckable("the current version is not the resource asked for")
+	}
+	return cur, nil
+}
+
+// getCurrent sends GET rest (under the FHIR base) to the EMR as
+// ChartGuard and returns the body of a 200, or the status.
+func (p *Proxy) getCurrent(ctx context.Context, x *exchange, rest string) ([]byte, int, error) {
+	u := p.cfg.upstreamURL.String() + p.cfg.Upstream.FHIRBase + rest
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, uncheckable("the current version could not be asked for")
+		return nil, 0, uncheckable("the current version could not be asked for")
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	req.Header.Set("X-Request-Id", x.requestID)
 	resp, err := p.upstream.Do(req)
 	if err != nil {
-		return nil, uncheckable("the current version could not be read (%s)", errorClass(err))
+		return nil, 0, uncheckable("the current version could not be read (%s)", errorClass(err))
 	}
-	switch resp.StatusCode {
-	case http.StatusNotFound, http.StatusGone:
+	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, nil
-	case http.StatusOK:
-	default:
-		resp.Body.Close()
-		return nil, uncheckable("the current version could not be read (status %d)", resp.StatusCode)
+		return nil, resp.StatusCode, nil
 	}
 	body, err := readUpstreamBody(resp, p.cfg.Limits.MaxFilterBody)
-	if err != nil {
-		return nil, err
-	}
-	var labels []string
-	found := false
-	_, err = fhirscan.Filter(body, fhirscan.Options{Bases: p.classifier.bases}, func(res fhirscan.Resource) (bool, error) {
-		if res.Type == r.Type && res.ID == r.ID {
-			labels, found = append(labels, res.Labels...), true
+	return body, resp.StatusCode, err
+}
+
+// scanCurrent adds to cur the labels of the resources of typ with one of
+// ids in body; others (a search's OperationOutcome, or a resource the
+// search should not have matched) are ignored, not trusted.
+func scanCurrent(body []byte, opts fhirscan.Options, cur currentVersions, typ string, ids []string) error {
+	opts.Rewrite, opts.KeepPositions = nil, false
+	_, err := fhirscan.Filter(body, opts, func(res fhirscan.Resource) (bool, error) {
+		if res.Type == typ && slices.Contains(ids, res.ID) {
+			k := typ + "/" + res.ID
+			cur[k] = append(cur[k], res.Labels...)
 		}
 		return true, nil
 	})
-	if err != nil || !found {
-		return nil, uncheckable("the current version is not the resource asked for")
+	if err != nil {
+		return uncheckable("the current version is not FHIR JSON")
 	}
-	return labels, nil
+	return nil
 }
 
-// withCurrent is labels with those of the current version added, for a
-// version of the resource (typ, id); labels otherwise.
-func withCurrent(labels, current []string, typ, id, wantType, wantID string) []string {
-	if len(current) == 0 || typ != wantType || id != wantID {
-		return labels
+// labels returns a version's own labels with those of its resource's
+// current version added.
+func (c currentVersions) labels(own []string, typ, id string) []string {
+	current := c[typ+"/"+id]
+	if len(current) == 0 {
+		return own
 	}
-	out := slices.Concat(labels, current)
+	out := slices.Concat(own, current)
 	slices.Sort(out)
 	return slices.Compact(out)
 }

