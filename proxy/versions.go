@@ -24,14 +24,16 @@ import (
 // The current versions are read from the EMR as ChartGuard's service
 // identity: one read for a vread or an instance's history; for a type's
 // or the system's history, one search by _id per type (at most
-// idsPerSearch ids each), and a read of each resource the search did not
-// return, to tell one that is gone (404, 410: its versions keep their own
-// labels) from one the search left out (at most maxGoneReads a response).
-// Any other failure refuses the response as uncheckable (fail closed).
+// idsPerSearch ids each, maxSearches in all), and a read of each resource
+// the search did not return, to tell one that is gone (404, 410: its
+// versions keep their own labels) from one the search left out (at most
+// maxGoneReads a response). Any other failure, or a page past those
+// bounds, refuses the response as uncheckable (fail closed).
 
 const (
 	idsPerSearch = 50 // ids in one _id search (URL length)
-	maxGoneReads = 16 // resources of one history read one by one
+	maxSearches  = 20 // _id searches for one history page (1000 resources)
+	maxGoneReads = 16 // resources of one history page read one by one
 )
 
 // currentVersions maps "Type/id" to the labels of the resource's current
@@ -57,28 +59,31 @@ func (p *Proxy) currentLabels(ctx context.Context, x *exchange, body []byte, opt
 		if err != nil {
 			return nil, err
 		}
-		cur := currentVersions{}
+		l := lookups{cur: currentVersions{}, searches: maxSearches, reads: maxGoneReads}
 		for _, typ := range slices.Sorted(maps.Keys(byType)) {
-			if err := p.searchCurrent(ctx, x, opts, cur, typ, byType[typ]); err != nil {
+			if err := p.searchCurrent(ctx, x, opts, &l, typ, slices.Sorted(maps.Keys(byType[typ]))); err != nil {
 				return nil, err
 			}
 		}
-		return cur, nil
+		return l.cur, nil
 	}
 	return nil, nil
 }
 
 // versionsIn returns the ids of the resources in a history, by type.
-func versionsIn(body []byte, opts fhirscan.Options) (map[string][]string, error) {
+func versionsIn(body []byte, opts fhirscan.Options) (map[string]map[string]bool, error) {
 	opts.Rewrite = nil
-	byType := map[string][]string{}
+	byType := map[string]map[string]bool{}
 	var bad bool
 	// A malformed body is refused by the check that follows.
 	_, _ = fhirscan.Filter(body, opts, func(res fhirscan.Resource) (bool, error) {
-		if !isType(res.Type) || !isID(res.ID) {
+		switch {
+		case !isType(res.Type) || !isID(res.ID):
 			bad = true
-		} else if !slices.Contains(byType[res.Type], res.ID) {
-			byType[res.Type] = append(byType[res.Type], res.ID)
+		case byType[res.Type] == nil:
+			byType[res.Type] = map[string]bool{res.ID: true}
+		default:
+			byType[res.Type][res.ID] = true
 		}
 		return true, nil
 	})
@@ -88,30 +93,41 @@ func versionsIn(body []byte, opts fhirscan.Options) (map[string][]string, error)
 	return byType, nil
 }
 
+// lookups is what a history's check has found and may still ask.
+type lookups struct {
+	cur      currentVersions
+	searches int // _id searches left
+	reads    int // reads left, of resources a search did not return
+}
+
 // searchCurrent adds the current versions of the resources ids of typ to
-// cur.
-func (p *Proxy) searchCurrent(ctx context.Context, x *exchange, opts fhirscan.Options, cur currentVersions, typ string, ids []string) error {
-	gone := 0
+// l.cur.
+func (p *Proxy) searchCurrent(ctx context.Context, x *exchange, opts fhirscan.Options, l *lookups, typ string, ids []string) error {
 	for chunk := range slices.Chunk(ids, idsPerSearch) {
-		q := url.Values{"_id": {strings.Join(chunk, ",")}, "_count": {strconv.Itoa(len(chunk))}}
-		body, status, err := p.getCurrent(ctx, x, "/"+url.PathEscape(typ)+"?"+q.Encode())
+		if l.searches--; l.searches < 0 {
+			return uncheckable("this history page names too many resources to check; ask for fewer with _count")
+		}
+		// ids are FHIR ids ([A-Za-z0-9.-]), so the commas that separate
+		// them are the only characters with a meaning in the query.
+		rest := "/" + typ + "?_id=" + strings.Join(chunk, ",") + "&_count=" + strconv.Itoa(len(chunk))
+		body, status, err := p.getCurrent(ctx, x, rest)
 		if err != nil {
 			return err
 		}
 		if status != http.StatusOK {
 			return uncheckable("the current versions could not be searched (status %d)", status)
 		}
-		if err := scanCurrent(body, opts, cur, typ, chunk); err != nil {
+		if err := scanCurrent(body, opts, l.cur, typ, chunk); err != nil {
 			return err
 		}
 		for _, id := range chunk {
-			if _, ok := cur[typ+"/"+id]; ok {
+			if _, ok := l.cur[typ+"/"+id]; ok {
 				continue
 			}
-			if gone++; gone > maxGoneReads {
+			if l.reads--; l.reads < 0 {
 				return uncheckable("too many resources in the history are missing from the EMR's search to check")
 			}
-			if _, err := p.readCurrent(ctx, x, opts, cur, typ, id); err != nil {
+			if _, err := p.readCurrent(ctx, x, opts, l.cur, typ, id); err != nil {
 				return err
 			}
 		}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,6 +94,15 @@ func TestHistoryOfATypeCarriesTheCurrentLabels(t *testing.T) {
 	for i := range manyGone {
 		manyGone[i] = obs(fmt.Sprintf("g%d", i), "1", "")
 	}
+	// Half the budget of reads gone in each of two types: more than it in all.
+	goneTwoTypes := slices.Clone(manyGone[:maxGoneReads/2+1])
+	for i := range maxGoneReads/2 + 1 {
+		goneTwoTypes = append(goneTwoTypes, `{"resourceType":"Condition","id":"gc`+strconv.Itoa(i)+`","meta":{"versionId":"1"},"subject":{"reference":"Patient/p1"}}`)
+	}
+	tooMany := make([]string, idsPerSearch*maxSearches+1)
+	for i := range tooMany {
+		tooMany[i] = obs(fmt.Sprintf("m%d", i), "1", "")
+	}
 	cases := []struct {
 		name     string
 		path     string
@@ -106,18 +117,18 @@ func TestHistoryOfATypeCarriesTheCurrentLabels(t *testing.T) {
 		{name: "the type's history", path: "/fhir/Observation/_history", history: typeHistory,
 			search: map[string]string{"Observation": bundle("searchset", obs("o1", "2", "R"), obs("o2", "1", ""))},
 			status: 200, shows: []string{"o2/1"}, hides: []string{"o1/1", "o1/2"},
-			requests: []string{"/fhir/Observation?_count=2&_id=o1%2Co2"}},
+			requests: []string{"/fhir/Observation?_id=o1,o2&_count=2"}},
 		{name: "the system's history, one search per type", path: "/fhir/_history",
 			history: bundle("history", obs("o1", "1", ""), cond),
 			search: map[string]string{"Observation": bundle("searchset", obs("o1", "2", "R")),
 				"Condition": bundle("searchset", cond)},
 			status: 200, shows: []string{"c1/1"}, hides: []string{"o1/1"},
-			requests: []string{"/fhir/Condition?_count=1&_id=c1", "/fhir/Observation?_count=1&_id=o1"}},
+			requests: []string{"/fhir/Condition?_id=c1&_count=1", "/fhir/Observation?_id=o1&_count=1"}},
 		{name: "left out of the search, read on its own", path: "/fhir/Observation/_history", history: typeHistory,
 			search: map[string]string{"Observation": bundle("searchset", obs("o2", "1", ""))},
 			read:   map[string]int{"o1": 200},
 			status: 200, shows: []string{"o2/1"}, hides: []string{"o1/1"},
-			requests: []string{"/fhir/Observation?_count=2&_id=o1%2Co2", "/fhir/Observation/o1"}},
+			requests: []string{"/fhir/Observation?_id=o1,o2&_count=2", "/fhir/Observation/o1"}},
 		{name: "deleted since: its versions keep their own labels", path: "/fhir/Observation/_history", history: typeHistory,
 			search: map[string]string{"Observation": bundle("searchset", obs("o2", "1", ""))},
 			read:   map[string]int{"o1": 410},
@@ -131,6 +142,13 @@ func TestHistoryOfATypeCarriesTheCurrentLabels(t *testing.T) {
 		{name: "too many left out to read", path: "/fhir/Observation/_history", history: bundle("history", manyGone...),
 			search: map[string]string{"Observation": bundle("searchset")}, read: map[string]int{},
 			status: 502, hides: []string{"g0/1"}},
+		{name: "the budget of reads is the page's, across types", path: "/fhir/_history", history: bundle("history", goneTwoTypes...),
+			search: map[string]string{"Observation": bundle("searchset"), "Condition": bundle("searchset")}, read: map[string]int{},
+			status: 502, hides: []string{"g0/1"}},
+		{name: "a page naming more resources than ChartGuard will search for", path: "/fhir/Observation/_history",
+			history: bundle("history", tooMany...),
+			search:  map[string]string{"Observation": bundle("searchset", tooMany...)},
+			status:  502, hides: []string{"m0/1"}},
 		{name: "a version without an id", path: "/fhir/Observation/_history",
 			history: bundle("history", `{"resourceType":"Observation","meta":{"versionId":"1"},"subject":{"reference":"Patient/p1"}}`),
 			status:  502, requests: []string{}},
