@@ -267,8 +267,8 @@ func (c *Config) validate() error {
 	if c.Limits.MaxFilterBody <= 0 {
 		add(errors.New("limits.max_filter_body: must be positive, e.g. 8MiB (responses above it are refused, never passed unchecked)"))
 	}
-	if c.Runtime.MinHeap < 0 {
-		add(errors.New("runtime.min_heap: must be a size such as 64MiB, or 0 to leave the collector to Go's defaults"))
+	if c.Runtime.MinHeap < 0 || c.Runtime.MinHeap > heapfloor.Max {
+		add(errors.New("runtime.min_heap: must be a size up to 64GiB such as 64MiB, or 0 to leave the collector to Go's defaults"))
 	}
 	if c.Audit.AggregateInterval <= 0 {
 		add(errors.New("audit.aggregate_interval: must be positive, e.g. 10s"))

@@ -85,6 +85,7 @@ func TestConfigErrorsNameKeyAndFix(t *testing.T) {
 		{"wrong type duration", withUpstream("upstream: {url: 'http://x', timeout: 30}"), []string{"upstream.timeout", "a duration such as 30s"}},
 		{"wrong type size", minimalYAML + "limits: {max_body: big}\n", []string{"limits.max_body", "KiB"}},
 		{"negative heap floor", minimalYAML + "runtime: {min_heap: -1}\n", []string{"runtime.min_heap", "KiB"}},
+		{"huge heap floor", minimalYAML + "runtime: {min_heap: 1TiB}\n", []string{"runtime.min_heap: must be a size up to 64GiB"}},
 		{"list expected", minimalYAML + "trusted_proxies: 10.0.0.0/8\n", []string{"trusted_proxies", "want a list"}},
 		{"bad CIDR", minimalYAML + "trusted_proxies: [everyone]\n", []string{"trusted_proxies[0]", "not a CIDR"}},
 		{"not supported yet", minimalYAML + "session: {max_sessions: 3}\n", []string{"session.max_sessions: line 7: not supported yet (concurrent-session limits)"}},

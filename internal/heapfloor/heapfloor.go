@@ -2,27 +2,35 @@
 // garbage collector: a floor under the heap goal.
 //
 // Go collects when the heap has grown by GOGC percent (100) over what the
-// last collection left live, and never below 4 MB. ChartGuard keeps little
-// live data (a few MB: the compiled policy, caches, connections) and
-// allocates a few KB per policy decision and far more per proxied
-// response, so with the default it collects every few MB, several hundred
-// times a second under load. On a two-core host each collection stalls the
-// requests running while the runtime schedules its mark workers, and those
-// stalls, not the work of the requests, set the tail latency
-// (BenchmarkDecide in package policy: with the floor the p99 of a decision
-// is about a third of what it is without).
+// last collection left live (plus the stacks and globals it scanned), and
+// never below 4 MB. ChartGuard keeps little live data (a few MB: the
+// compiled policy, caches, connections) and allocates a few KB per policy
+// decision and far more per proxied response, so with the default it
+// collects every few MB, several hundred times a second under load. On a
+// two-core host each collection stalls the requests running while the
+// runtime schedules its mark workers, and those stalls, not the work of
+// the requests, set the tail latency (BenchmarkDecide in package policy:
+// with the floor the p99 of a decision is about a third of what it is
+// without).
 //
 // A floor of F lets the heap grow to F before a collection while the live
 // heap is small: after each collection GOGC is raised so the next goal is
-// F, and it falls back to the base GOGC once the live heap is at least
-// F/2, where the base already gives a goal of F or more. The memory given
-// up is at most F; GOMEMLIMIT still caps the heap as the runtime defines.
+// F, and it falls back to Go's default once the default's goal reaches F
+// (a live heap of about F/2).
+//
+// Risk accepted: memory. While GOGC is raised the heap may hold up to F
+// where Go would have collected at twice the live heap. GOGC is re-tuned
+// only after a collection, so a live heap that jumps between two would
+// meet a goal set for the smaller one; a soft memory limit of 2F (or
+// GOMEMLIMIT, if lower) holds while GOGC is raised and bounds that, at
+// the price of back-to-back collections until the next re-tune.
 //
 // An operator who sets GOGC in the environment has chosen a collector
-// policy: then [Set] does nothing.
+// policy: then [Set] does nothing. GOMEMLIMIT is kept.
 package heapfloor
 
 import (
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -34,6 +42,10 @@ import (
 // otherwise.
 const Default = 64 << 20
 
+// Max is the largest floor Set takes (the GOGC it computes must fit an
+// int32, and a floor this size is already a choice to not collect).
+const Max = 64 << 30
+
 // basePercent is Go's default GOGC, the one Set starts from.
 const basePercent = 100
 
@@ -42,61 +54,89 @@ const basePercent = 100
 // put the goal past the floor however little is live.
 const minHeap = 4 << 20
 
-// liveMetric is the runtime's measure of the heap the last collection
-// left live.
-const liveMetric = "/gc/heap/live:bytes"
+// The runtime's measures of what the last collection found: the heap it
+// left live and the stacks and globals it scanned, which the goal also
+// grows with.
+var sampleNames = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
 
-// Set installs a floor of floor bytes under the heap goal for as long as
-// the process runs or until stop is called, which restores the GOGC that
-// was in effect. It returns installed false, and does nothing, when floor
-// is not positive or GOGC is set in the environment.
+// Percent returns the GOGC that gives a heap goal of floor after a
+// collection that left live bytes of heap and scanned roots bytes of
+// stacks and globals: the runtime's goal is live + (live+roots) ×
+// GOGC/100. It is basePercent when that already reaches floor, and never
+// puts the goal past floor: for a heap so small that the floor would need
+// more, it is the GOGC whose scaled minimum heap is the floor.
+func Percent(live, roots, floor int64) int {
+	floor = min(floor, Max)
+	ceiling := floor * 100 / minHeap
+	scanned := live + roots
+	switch {
+	case ceiling <= basePercent || live+scanned*basePercent/100 >= floor:
+		return basePercent
+	case scanned <= 0:
+		return int(ceiling)
+	}
+	p := (floor - live) * 100 / scanned
+	return int(max(min(p, ceiling), basePercent))
+}
+
+// The tuner installed, if any: GOGC is one per process.
+var (
+	mu     sync.Mutex // serialises Set, stop and every re-tune
+	active *tuner
+)
+
+// tuner re-reads what the last collection found after every collection
+// and sets GOGC and the memory limit.
+type tuner struct {
+	floor     int64
+	sample    []metrics.Sample
+	prevGOGC  int   // restored by stop
+	prevLimit int64 // the memory limit before Set (GOMEMLIMIT): restored, and never raised
+}
+
+// Set installs a floor of floor bytes (at most Max) under the heap goal
+// for as long as the process runs or until stop is called, which restores
+// the GOGC and memory limit that were in effect. A floor already
+// installed is stopped first. It returns installed false, and does
+// nothing, when floor is not positive or GOGC is set in the environment.
 func Set(floor int64) (stop func(), installed bool) {
 	if floor <= 0 || os.Getenv("GOGC") != "" {
 		return func() {}, false
 	}
-	t := &tuner{floor: floor, sample: []metrics.Sample{{Name: liveMetric}}}
-	t.prev = debug.SetGCPercent(basePercent)
-	t.percent = basePercent
+	mu.Lock()
+	defer mu.Unlock()
+	if active != nil {
+		active.restore()
+	}
+	t := &tuner{floor: min(floor, Max), sample: make([]metrics.Sample, len(sampleNames))}
+	for i, n := range sampleNames {
+		t.sample[i].Name = n
+	}
+	t.prevGOGC = debug.SetGCPercent(basePercent)
+	t.prevLimit = debug.SetMemoryLimit(-1)
+	active = t
 	t.adjust()
 	t.arm()
-	return t.stop, true
-}
-
-// Percent returns the GOGC that gives a heap goal of floor for a live
-// heap of live bytes: base when that already does. The goal is never past
-// the floor: for a live heap so small that the floor would need more, the
-// GOGC whose scaled minimum heap is the floor.
-func Percent(live, floor int64) int {
-	ceiling := floor * 100 / minHeap
-	switch {
-	case live >= floor/(1+basePercent/100) || ceiling <= basePercent:
-		return basePercent
-	case live <= 0:
-		return int(ceiling)
-	}
-	p := (floor - live) * 100 / live
-	return int(max(min(p, ceiling), basePercent))
-}
-
-// tuner re-reads the live heap after every collection and sets GOGC.
-type tuner struct {
-	floor int64
-
-	mu      sync.Mutex // serialises adjust and stop
-	stopped bool
-	sample  []metrics.Sample
-	percent int // the GOGC set
-	prev    int // the GOGC before Set, restored by stop
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if active == t {
+			t.restore()
+		}
+	}, true
 }
 
 // arm registers a cleanup on a fresh object; the collection that finds it
-// unreachable runs the cleanup, which adjusts GOGC and arms again. (A
-// cleanup cannot be attached to a tiny pointer-free object reliably, so
-// the sentinel holds a pointer.)
+// unreachable runs the cleanup, which re-tunes and arms again while t is
+// the active tuner. (The sentinel holds a pointer: cleanups are not
+// reliable on tiny pointer-free objects, which share blocks.)
 func (t *tuner) arm() {
 	s := &sentinel{}
 	runtime.AddCleanup(s, func(t *tuner) {
-		if t.adjust() {
+		mu.Lock()
+		defer mu.Unlock()
+		if active == t {
+			t.adjust()
 			t.arm()
 		}
 	}, t)
@@ -104,30 +144,29 @@ func (t *tuner) arm() {
 
 type sentinel struct{ _ *byte }
 
-// adjust sets GOGC for the live heap now; false once stopped.
-func (t *tuner) adjust() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.stopped {
-		return false
-	}
+// adjust sets GOGC, and the memory limit, for what the last collection
+// found. Called with mu held.
+func (t *tuner) adjust() {
 	metrics.Read(t.sample)
-	var live int64
-	if s := t.sample[0]; s.Value.Kind() == metrics.KindUint64 {
-		live = int64(min(s.Value.Uint64(), uint64(1)<<62))
+	var v [3]int64
+	for i, s := range t.sample {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = int64(min(s.Value.Uint64(), math.MaxInt64/200))
+		}
 	}
-	if p := Percent(live, t.floor); p != t.percent {
-		debug.SetGCPercent(p)
-		t.percent = p
+	p := Percent(v[0], v[1]+v[2], t.floor)
+	debug.SetGCPercent(p)
+	limit := t.prevLimit
+	if p > basePercent {
+		limit = min(limit, 2*t.floor)
 	}
-	return true
+	debug.SetMemoryLimit(limit)
 }
 
-func (t *tuner) stop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.stopped {
-		t.stopped = true
-		debug.SetGCPercent(t.prev)
-	}
+// restore puts back what Set found and makes t inactive. Called with mu
+// held.
+func (t *tuner) restore() {
+	debug.SetGCPercent(t.prevGOGC)
+	debug.SetMemoryLimit(t.prevLimit)
+	active = nil
 }
