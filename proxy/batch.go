@@ -39,6 +39,7 @@ type batchState struct {
 	transaction bool
 	denied      map[int]chartguard.Decision
 	total       int
+	versions    []string // "Type/id" of forwarded vreads and instance histories (versions.go)
 }
 
 // serveBundle handles a batch or transaction request.
@@ -73,6 +74,9 @@ func (p *Proxy) serveBundle(w http.ResponseWriter, r *http.Request, x *exchange)
 				first = &dec
 			}
 			continue
+		}
+		if r := entries[i].res; (r.Interaction == iVread || r.Interaction == iHistoryInstance) && versionable(r.Type, r.ID) {
+			st.versions = appendUnique(st.versions, r.Type+"/"+r.ID)
 		}
 		raw, err := entries[i].emit()
 		if err != nil {

@@ -1,10 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,25 +15,27 @@ import (
 
 // Versions and the labels of the current one. FHIR security labels are
 // per version: a record labelled restricted (or PSY) today may have
-// versions from before the label. Every version a response discloses — a
-// vread, and the entries of an instance's, a type's or the system's
-// history — is therefore decided with the labels of its resource's
-// current version as well as its own, so a label added later protects
-// what came before it.
+// versions from before the label. Every version a response discloses is
+// therefore decided with the labels of its resource's current version as
+// well as its own, so a label added later protects what came before it.
+// A version is what a vread answers (the request's, or a batch entry's),
+// and the resource of every entry of a history Bundle, wherever the
+// response holds one: the answer to a history interaction, a history page
+// reached through a server's paging link, a batch entry's history.
 //
-// The current versions are read from the EMR as ChartGuard's service
-// identity: one read for a vread or an instance's history; for a type's
-// or the system's history, one search by _id per type (at most
+// The current versions are asked of the EMR as ChartGuard's service
+// identity: a read for what a vread or an instance's history names; for
+// the entries of history Bundles, one search by _id per type (at most
 // idsPerSearch ids each, maxSearches in all), and a read of each resource
 // the search did not return, to tell one that is gone (404, 410: its
-// versions keep their own labels) from one the search left out (at most
-// maxGoneReads a response). Any other failure, or a page past those
+// versions keep their own labels) from one the search left out. At most
+// maxReads reads a response. Any other failure, or a response past those
 // bounds, refuses the response as uncheckable (fail closed).
 
 const (
 	idsPerSearch = 50 // ids in one _id search (URL length)
-	maxSearches  = 20 // _id searches for one history page (1000 resources)
-	maxGoneReads = 16 // resources of one history page read one by one
+	maxSearches  = 20 // _id searches for one response (1000 resources)
+	maxReads     = 16 // resources of one response read one by one
 )
 
 // currentVersions maps "Type/id" to the labels of the resource's current
@@ -41,36 +43,78 @@ const (
 type currentVersions map[string][]string
 
 // currentLabels returns the current labels of the resources whose
-// versions body (the EMR's answer to x) discloses: nil unless x is a
-// vread or a history.
+// versions body (the EMR's answer to x) discloses, nil when it discloses
+// none.
 func (p *Proxy) currentLabels(ctx context.Context, x *exchange, body []byte, opts fhirscan.Options) (currentVersions, error) {
-	r := x.resource
-	if r.Kind != chartguard.KindFHIR {
+	if x.resource.Kind != chartguard.KindFHIR {
 		return nil, nil
 	}
-	switch r.Interaction {
-	case iVread, iHistoryInstance:
-		if r.Type == "" || r.ID == "" {
-			return nil, nil
-		}
-		return p.readCurrent(ctx, x, opts, currentVersions{}, r.Type, r.ID)
-	case iHistoryType, iHistorySystem:
-		byType, err := versionsIn(body, opts)
-		if err != nil {
+	named := namedVersions(x)
+	history := mayHoldHistory(x, body)
+	if len(named) == 0 && !history {
+		return nil, nil
+	}
+	l := lookups{cur: currentVersions{}, searches: maxSearches, reads: maxReads}
+	for _, ref := range named {
+		typ, id, _ := strings.Cut(ref, "/")
+		if err := p.readCurrent(ctx, x, opts, &l, typ, id); err != nil {
 			return nil, err
 		}
-		l := lookups{cur: currentVersions{}, searches: maxSearches, reads: maxGoneReads}
-		for _, typ := range slices.Sorted(maps.Keys(byType)) {
-			if err := p.searchCurrent(ctx, x, opts, &l, typ, slices.Sorted(maps.Keys(byType[typ]))); err != nil {
-				return nil, err
-			}
-		}
+	}
+	if !history {
 		return l.cur, nil
 	}
-	return nil, nil
+	byType, err := versionsIn(body, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, typ := range slices.Sorted(maps.Keys(byType)) {
+		var ids []string
+		for _, id := range slices.Sorted(maps.Keys(byType[typ])) {
+			if _, done := l.cur[typ+"/"+id]; !done && !slices.Contains(named, typ+"/"+id) {
+				ids = append(ids, id)
+			}
+		}
+		if err := p.searchCurrent(ctx, x, opts, &l, typ, ids); err != nil {
+			return nil, err
+		}
+	}
+	return l.cur, nil
 }
 
-// versionsIn returns the ids of the resources in a history, by type.
+// namedVersions returns the resources ("Type/id") whose versions the
+// request asks for by name: a vread or an instance's history, the
+// request's or a forwarded batch entry's.
+func namedVersions(x *exchange) []string {
+	if x.batch != nil {
+		return x.batch.versions
+	}
+	if r := x.resource; (r.Interaction == iVread || r.Interaction == iHistoryInstance) && versionable(r.Type, r.ID) {
+		return []string{r.Type + "/" + r.ID}
+	}
+	return nil
+}
+
+// versionable reports whether typ/id can name a resource to ask the EMR
+// about ("." and ".." are FHIR ids but not path segments).
+func versionable(typ, id string) bool {
+	return isType(typ) && isID(id) && id != "." && id != ".."
+}
+
+// mayHoldHistory reports whether body may hold a history Bundle: the
+// answer to a history interaction or a batch, or any answer whose bytes
+// hold the string "history" or an escape (which could spell it). Other
+// answers, most of them, are not scanned twice.
+func mayHoldHistory(x *exchange, body []byte) bool {
+	switch x.resource.Interaction {
+	case iHistoryInstance, iHistoryType, iHistorySystem:
+		return true
+	}
+	return x.batch != nil || bytes.Contains(body, []byte(`"history"`)) || bytes.Contains(body, []byte(`\u`))
+}
+
+// versionsIn returns the ids of the versions in the history Bundles of
+// body, by type.
 func versionsIn(body []byte, opts fhirscan.Options) (map[string]map[string]bool, error) {
 	opts.Rewrite = nil
 	byType := map[string]map[string]bool{}
@@ -78,7 +122,8 @@ func versionsIn(body []byte, opts fhirscan.Options) (map[string]map[string]bool,
 	// A malformed body is refused by the check that follows.
 	_, _ = fhirscan.Filter(body, opts, func(res fhirscan.Resource) (bool, error) {
 		switch {
-		case !isType(res.Type) || !isID(res.ID):
+		case !res.InHistory:
+		case !versionable(res.Type, res.ID):
 			bad = true
 		case byType[res.Type] == nil:
 			byType[res.Type] = map[string]bool{res.ID: true}
@@ -124,10 +169,7 @@ func (p *Proxy) searchCurrent(ctx context.Context, x *exchange, opts fhirscan.Op
 			if _, ok := l.cur[typ+"/"+id]; ok {
 				continue
 			}
-			if l.reads--; l.reads < 0 {
-				return uncheckable("too many resources in the history are missing from the EMR's search to check")
-			}
-			if _, err := p.readCurrent(ctx, x, opts, l.cur, typ, id); err != nil {
+			if err := p.readCurrent(ctx, x, opts, l, typ, id); err != nil {
 				return err
 			}
 		}
@@ -135,25 +177,28 @@ func (p *Proxy) searchCurrent(ctx context.Context, x *exchange, opts fhirscan.Op
 	return nil
 }
 
-// readCurrent adds the current version of typ/id to cur (nothing when it
-// is gone) and returns cur.
-func (p *Proxy) readCurrent(ctx context.Context, x *exchange, opts fhirscan.Options, cur currentVersions, typ, id string) (currentVersions, error) {
-	body, status, err := p.getCurrent(ctx, x, "/"+url.PathEscape(typ)+"/"+url.PathEscape(id))
+// readCurrent adds the current version of typ/id to l.cur (nothing when
+// it is gone).
+func (p *Proxy) readCurrent(ctx context.Context, x *exchange, opts fhirscan.Options, l *lookups, typ, id string) error {
+	if l.reads--; l.reads < 0 {
+		return uncheckable("this answer holds too many versions to check")
+	}
+	body, status, err := p.getCurrent(ctx, x, "/"+typ+"/"+id)
 	switch {
 	case err != nil:
-		return nil, err
+		return err
 	case status == http.StatusNotFound || status == http.StatusGone:
-		return cur, nil
+		return nil
 	case status != http.StatusOK:
-		return nil, uncheckable("the current version could not be read (status %d)", status)
+		return uncheckable("the current version could not be read (status %d)", status)
 	}
-	if err := scanCurrent(body, opts, cur, typ, []string{id}); err != nil {
-		return nil, err
+	if err := scanCurrent(body, opts, l.cur, typ, []string{id}); err != nil {
+		return err
 	}
-	if _, ok := cur[typ+"/"+id]; !ok {
-		return nil, uncheckable("the current version is not the resource asked for")
+	if _, ok := l.cur[typ+"/"+id]; !ok {
+		return uncheckable("the current version is not the resource asked for")
 	}
-	return cur, nil
+	return nil
 }
 
 // getCurrent sends GET rest (under the FHIR base) to the EMR as
@@ -179,12 +224,14 @@ func (p *Proxy) getCurrent(ctx context.Context, x *exchange, rest string) ([]byt
 }
 
 // scanCurrent adds to cur the labels of the resources of typ with one of
-// ids in body; others (a search's OperationOutcome, or a resource the
-// search should not have matched) are ignored, not trusted.
+// ids that body (a read or a searchset) is about; others (a search's
+// OperationOutcome, a resource the search should not have matched, a
+// contained or nested resource that merely carries the id) are ignored,
+// not trusted.
 func scanCurrent(body []byte, opts fhirscan.Options, cur currentVersions, typ string, ids []string) error {
 	opts.Rewrite, opts.KeepPositions = nil, false
 	_, err := fhirscan.Filter(body, opts, func(res fhirscan.Resource) (bool, error) {
-		if res.Type == typ && slices.Contains(ids, res.ID) {
+		if res.Top && !res.InHistory && res.Type == typ && slices.Contains(ids, res.ID) {
 			k := typ + "/" + res.ID
 			cur[k] = append(cur[k], res.Labels...)
 		}

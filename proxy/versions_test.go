@@ -90,13 +90,13 @@ func TestHistoryOfATypeCarriesTheCurrentLabels(t *testing.T) {
 	}
 	// o1 was labelled R after version 1; o2 never was.
 	typeHistory := bundle("history", obs("o1", "2", "R"), obs("o1", "1", ""), obs("o2", "1", ""))
-	manyGone := make([]string, maxGoneReads+1)
+	manyGone := make([]string, maxReads+1)
 	for i := range manyGone {
 		manyGone[i] = obs(fmt.Sprintf("g%d", i), "1", "")
 	}
 	// Half the budget of reads gone in each of two types: more than it in all.
-	goneTwoTypes := slices.Clone(manyGone[:maxGoneReads/2+1])
-	for i := range maxGoneReads/2 + 1 {
+	goneTwoTypes := slices.Clone(manyGone[:maxReads/2+1])
+	for i := range maxReads/2 + 1 {
 		goneTwoTypes = append(goneTwoTypes, `{"resourceType":"Condition","id":"gc`+strconv.Itoa(i)+`","meta":{"versionId":"1"},"subject":{"reference":"Patient/p1"}}`)
 	}
 	tooMany := make([]string, idsPerSearch*maxSearches+1)
@@ -192,6 +192,107 @@ func TestHistoryOfATypeCarriesTheCurrentLabels(t *testing.T) {
 				}
 				assert.Equal(t, tc.requests, append([]string{}, asked...))
 			}
+		})
+	}
+}
+
+// TestVersionsWhereverTheAnswerHoldsThem: versions are found by what the
+// answer holds, not only by the request's interaction: a batch's vread, a
+// history page reached through a paging link. A search for the current
+// versions is trusted only for the resources it is about, and only history
+// entries (not their contained resources, not an error's outcome) are
+// versions.
+func TestVersionsWhereverTheAnswerHoldsThem(t *testing.T) {
+	const (
+		v1  = `{"resourceType":"Observation","id":"o1","meta":{"versionId":"1"},"subject":{"reference":"Patient/p1"},"status":"final"}`
+		v2  = `{"resourceType":"Observation","id":"o1","meta":{"versionId":"2","security":[{"code":"R"}]},"subject":{"reference":"Patient/p1"},"status":"final"}`
+		o2  = `{"resourceType":"Observation","id":"o2","meta":{"versionId":"1"},"subject":{"reference":"Patient/p1"},"status":"final"}`
+		o1c = `{"resourceType":"Observation","id":"o1","meta":{"versionId":"1"},"contained":[{"resourceType":"Medication","id":"med"}],"subject":{"reference":"Patient/p1"},"status":"final"}`
+	)
+	history := func(resources ...string) string {
+		var entries []string
+		for _, r := range resources {
+			entries = append(entries, `{"resource":`+r+`}`)
+		}
+		return `{"resourceType":"Bundle","type":"history","entry":[` + strings.Join(entries, ",") + `]}`
+	}
+	// A searchset without o1 but with a resource that contains one,
+	// unlabelled.
+	decoy := `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Observation","id":"o2","contained":[` + v1 + `],"subject":{"reference":"Patient/p1"}}}]}`
+	cases := []struct {
+		name     string
+		method   string
+		path     string
+		body     string            // request body (batch)
+		answers  map[string]string // the upstream's answers by request URI ("" for the request itself)
+		status   int
+		shows    []string // substrings delivered
+		hides    []string
+		requests []string // what ChartGuard asked besides the request
+	}{
+		{name: "a vread in a batch", method: "POST", path: "/fhir",
+			body: bundle("batch", `{"request":{"method":"GET","url":"Observation/o1/_history/1"}}`),
+			answers: map[string]string{
+				"":                     `{"resourceType":"Bundle","type":"batch-response","entry":[{"resource":` + v1 + `,"response":{"status":"200 OK"}}]}`,
+				"/fhir/Observation/o1": v2,
+			},
+			status: 200, shows: []string{"403"}, hides: []string{`"versionId":"1"`},
+			requests: []string{"/fhir/Observation/o1"}},
+		{name: "a history page through a paging link", method: "GET", path: "/fhir?_getpages=abc&_bundletype=history",
+			answers: map[string]string{
+				"":                                     history(v2, v1, o2),
+				"/fhir/Observation?_id=o1,o2&_count=2": `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":` + v2 + `},{"resource":` + o2 + `}]}`,
+			},
+			status: 200, shows: []string{`"id":"o2"`}, hides: []string{`"versionId":"1","security"`, `"id":"o1","meta":{"versionId":"1"}`},
+			requests: []string{"/fhir/Observation?_id=o1,o2&_count=2"}},
+		{name: "a search's contained resource does not count as the current version", method: "GET", path: "/fhir/Observation/_history",
+			answers: map[string]string{
+				"":                                  history(v1),
+				"/fhir/Observation?_id=o1&_count=1": decoy,
+				"/fhir/Observation/o1":              v2,
+			},
+			status: 200, hides: []string{`"id":"o1","meta":{"versionId":"1"}`},
+			requests: []string{"/fhir/Observation?_id=o1&_count=1", "/fhir/Observation/o1"}},
+		{name: "an error answer passes with its status", method: "GET", path: "/fhir/Observation/_history?_since=garbage",
+			answers: map[string]string{"": `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}`},
+			status:  400, shows: []string{`"code":"invalid"`}, requests: []string{}},
+		{name: "contained resources of a version are not versions", method: "GET", path: "/fhir/Observation/_history",
+			answers: map[string]string{
+				"":                                  history(o1c),
+				"/fhir/Observation?_id=o1&_count=1": `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":` + v1 + `}]}`,
+			},
+			status: 200, shows: []string{`"id":"med"`}, requests: []string{"/fhir/Observation?_id=o1&_count=1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, carePolicy, nil, func(w http.ResponseWriter, r *http.Request) {
+				answer, ok := tc.answers[r.RequestURI]
+				if !ok && (r.Method == http.MethodPost || r.URL.Path == strings.SplitN(tc.path, "?", 2)[0]) {
+					answer, ok = tc.answers[""], true
+				}
+				switch {
+				case !ok:
+					fhirUpstream(404, `{"resourceType":"OperationOutcome"}`)(w, r)
+				case strings.Contains(answer, `"OperationOutcome","issue"`):
+					fhirUpstream(400, answer)(w, r)
+				default:
+					fhirUpstream(200, answer)(w, r)
+				}
+			})
+			resp := h.do(t, tc.method, tc.path, good, tc.body)
+			body := readBody(t, resp)
+			require.Equal(t, tc.status, resp.StatusCode, body)
+			for _, s := range tc.shows {
+				assert.Contains(t, body, s)
+			}
+			for _, s := range tc.hides {
+				assert.NotContains(t, body, s)
+			}
+			asked := []string{}
+			for _, rec := range h.seen()[1:] {
+				asked = append(asked, rec.RequestURI)
+			}
+			assert.Equal(t, tc.requests, asked)
 		})
 	}
 }

@@ -27,6 +27,13 @@ type Resource struct {
 	// Labels are the meta.security[].code values, sorted, deduplicated;
 	// never nil.
 	Labels []string
+	// Top marks what the document is about: the top-level resource, or
+	// the resource of an entry of a top-level Bundle. Contained resources
+	// and resources nested deeper are not.
+	Top bool
+	// InHistory marks the resource of an entry of a Bundle of type
+	// "history", at any depth: a version, not necessarily the current one.
+	InHistory bool
 }
 
 // Decide returns whether r may be delivered. An error aborts the whole
@@ -131,8 +138,9 @@ type scan struct {
 	t       *tape
 	opts    Options
 	decide  Decide
-	res     []resource // every resource, in document order
-	patches []patch    // URL rewrites, sorted by offset
+	res     []resource               // every resource, in document order
+	patches []patch                  // URL rewrites, sorted by offset
+	entries map[int32]map[int32]bool // by Bundle (index in res): its entries' resource tokens
 }
 
 // resource is one object with a string resourceType.
@@ -306,9 +314,43 @@ func (s *scan) decideOne(r int32) (Resource, bool, error) {
 		PatientStatus: status,
 		Labels:        s.labelsOf(r),
 	}
+	if p := s.res[r].parent; p < 0 {
+		d.Top = true
+	} else if s.isEntry(p, r) {
+		d.Top = p == 0
+		typ, _ := s.t.stringMember(s.res[p].tok, "type")
+		d.InHistory = typ == "history"
+	}
 	ok, err := s.decide(d)
 	if err != nil {
 		return Resource{}, false, fmt.Errorf("fhirscan: decide: %w", err)
 	}
 	return d, ok, nil
+}
+
+// isEntry reports whether resource r is the resource of an entry of
+// resource b, a Bundle: entry[].resource itself, not contained in it nor
+// elsewhere in the entry (an entry's response.outcome).
+func (s *scan) isEntry(b, r int32) bool {
+	if s.res[b].typ != "Bundle" || s.res[r].contained {
+		return false
+	}
+	set, ok := s.entries[b]
+	if !ok {
+		if s.entries == nil {
+			s.entries = map[int32]map[int32]bool{}
+		}
+		set = map[int32]bool{}
+		if e := s.t.member(s.res[b].tok, "entry"); e >= 0 && s.t.toks[e].kind == kindArray {
+			s.t.elements(e, func(x int32) {
+				if s.t.toks[x].kind == kindObject {
+					if v := s.t.member(x, "resource"); v >= 0 {
+						set[v] = true
+					}
+				}
+			})
+		}
+		s.entries[b] = set
+	}
+	return set[s.res[r].tok]
 }

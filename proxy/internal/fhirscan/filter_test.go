@@ -53,7 +53,7 @@ func TestFilterSingle(t *testing.T) {
 		assert.Equal(t, body, res.Body)
 		assert.False(t, res.Bundle)
 		assert.Zero(t, res.Denied)
-		assert.Equal(t, []Resource{{Type: "Observation", ID: "o1", Patients: []string{"p1"}, PatientStatus: PatientsKnown, Labels: []string{}}}, res.Delivered)
+		assert.Equal(t, []Resource{{Type: "Observation", ID: "o1", Patients: []string{"p1"}, PatientStatus: PatientsKnown, Labels: []string{}, Top: true}}, res.Delivered)
 	})
 	t.Run("denied resource", func(t *testing.T) {
 		res, err := Filter([]byte(`{"resourceType":"Observation","id":"o1",`+labelR+`}`), Options{}, denyRestricted)
@@ -492,4 +492,50 @@ func TestFilterKeepPositions(t *testing.T) {
 func TestCompartmentPaths(t *testing.T) {
 	assert.Equal(t, []string{"subject", "participant.member"}, CompartmentPaths("CareTeam"))
 	assert.Nil(t, CompartmentPaths("Practitioner"))
+}
+
+// TestTopAndInHistory: which resources are what a document is about (Top)
+// and which are versions in a history Bundle (InHistory), at any depth,
+// and which are neither: contained resources, an entry's outcome,
+// resources nested in other resources.
+func TestTopAndInHistory(t *testing.T) {
+	const contained = `"contained":[{"resourceType":"Medication","id":"med"}]`
+	tests := []struct {
+		name string
+		body string
+		want []string // "Type/id top history" per resource decided, in order
+	}{
+		{"a read", `{"resourceType":"Observation","id":"o1",` + contained + `}`,
+			[]string{"Observation/o1 top -", "Medication/med - -"}},
+		{"a searchset", `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Observation","id":"o1",` + contained + `}}]}`,
+			[]string{"Observation/o1 top -", "Medication/med - -"}},
+		{"a history", `{"resourceType":"Bundle","type":"history","entry":[{"resource":{"resourceType":"Observation","id":"o1",` + contained + `}},` +
+			`{"request":{"method":"DELETE"},"response":{"status":"204","outcome":{"resourceType":"OperationOutcome","id":"x"}}}]}`,
+			[]string{"Observation/o1 top history", "Medication/med - -", "OperationOutcome/x - -"}},
+		{"an escaped history type", `{"resourceType":"Bundle","type":"\u0068istory","entry":[{"resource":{"resourceType":"Observation","id":"o1"}}]}`,
+			[]string{"Observation/o1 top history"}},
+		{"a history in a batch-response", `{"resourceType":"Bundle","type":"batch-response","entry":[{"resource":{"resourceType":"Bundle","type":"history",` +
+			`"entry":[{"resource":{"resourceType":"Observation","id":"o1"}}]}}]}`,
+			[]string{"Bundle/ top -", "Observation/o1 - history"}},
+		{"a resource inside a resource is neither", `{"resourceType":"Parameters","parameter":[{"name":"a","resource":{"resourceType":"Observation","id":"o1"}}]}`,
+			[]string{"Parameters/ top -", "Observation/o1 - -"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			_, err := Filter([]byte(tc.body), Options{}, func(r Resource) (bool, error) {
+				top, hist := "-", "-"
+				if r.Top {
+					top = "top"
+				}
+				if r.InHistory {
+					hist = "history"
+				}
+				got = append(got, r.Type+"/"+r.ID+" "+top+" "+hist)
+				return true, nil
+			})
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }
