@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -353,38 +352,20 @@ func searchEntries(typ string, body []byte) ([]json.RawMessage, string, error) {
 	return out, next, nil
 }
 
-// get reads u as the service identity and returns the FHIR JSON body and
-// status; a body that is not FHIR JSON (on 200) or is larger than
-// relMaxBody is an error.
+// get reads u as the service identity (getAsService) and returns the
+// FHIR JSON body and status; a body that is not FHIR JSON (on 200) or is
+// larger than relMaxBody is an error.
 func (r *relationships) get(ctx context.Context, requestID, u string) ([]byte, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: bad request URL", errRelUpstream)
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("Accept-Encoding", "identity")
-	req.Header.Set("Prefer", "handling=strict")
-	req.Header.Set("X-Request-Id", requestID)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, 0, transportError(ctx, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, relMaxBody))
-		return nil, resp.StatusCode, nil
-	}
-	if !isFHIRJSON(resp.Header.Get("Content-Type")) {
-		return nil, 0, fmt.Errorf("%w: answer is not FHIR JSON", errRelUpstream)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, relMaxBody+1))
+	body, status, err := getAsService(ctx, r.client, requestID, u, relMaxBody)
 	switch {
+	case errors.Is(err, errNotFHIRJSON):
+		return nil, 0, fmt.Errorf("%w: answer is not FHIR JSON", errRelUpstream)
+	case errors.Is(err, errAnswerTooLarge):
+		return nil, 0, fmt.Errorf("%w: answer larger than %d bytes", errRelUpstream, relMaxBody)
 	case err != nil:
 		return nil, 0, transportError(ctx, err)
-	case len(body) > relMaxBody:
-		return nil, 0, fmt.Errorf("%w: answer larger than %d bytes", errRelUpstream, relMaxBody)
 	}
-	return body, resp.StatusCode, nil
+	return body, status, nil
 }
 
 // transportError classifies a failed exchange with the EMR without its

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"net/http"
 	"slices"
@@ -138,7 +139,8 @@ func versionsIn(body []byte, opts fhirscan.Options) (map[string]map[string]bool,
 	return byType, nil
 }
 
-// lookups is what a history's check has found and may still ask.
+// lookups is what the current versions of one answer's versions are so
+// far, and what may still be asked for them.
 type lookups struct {
 	cur      currentVersions
 	searches int // _id searches left
@@ -202,25 +204,19 @@ func (p *Proxy) readCurrent(ctx context.Context, x *exchange, opts fhirscan.Opti
 }
 
 // getCurrent sends GET rest (under the FHIR base) to the EMR as
-// ChartGuard and returns the body of a 200, or the status.
+// ChartGuard (getAsService) and returns the body of a 200, or the status.
 func (p *Proxy) getCurrent(ctx context.Context, x *exchange, rest string) ([]byte, int, error) {
 	u := p.cfg.upstreamURL.String() + p.cfg.Upstream.FHIRBase + rest
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, 0, uncheckable("the current version could not be asked for")
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("X-Request-Id", x.requestID)
-	resp, err := p.upstream.Do(req)
-	if err != nil {
+	body, status, err := getAsService(ctx, p.upstream, x.requestID, u, p.cfg.Limits.MaxFilterBody)
+	switch {
+	case errors.Is(err, errNotFHIRJSON):
+		return nil, 0, uncheckable("the EMR's answer about the current version is not FHIR JSON")
+	case errors.Is(err, errAnswerTooLarge):
+		return nil, 0, uncheckable("the EMR's answer about the current version is larger than limits.max_filter_body")
+	case err != nil:
 		return nil, 0, uncheckable("the current version could not be read (%s)", errorClass(err))
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, resp.StatusCode, nil
-	}
-	body, err := readUpstreamBody(resp, p.cfg.Limits.MaxFilterBody)
-	return body, resp.StatusCode, err
+	return body, status, nil
 }
 
 // scanCurrent adds to cur the labels of the resources of typ with one of
